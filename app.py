@@ -1,0 +1,130 @@
+"""The composition root: settings → forms → storage → ConvertKit client → delivery → routes.
+
+`gunicorn app:app` and `flask --app app …` find the app here; importing this module builds nothing until then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+import convertkit
+from optin import cli, health, security, views
+from optin.challenges import Challenges
+from optin.db import Database
+from optin.delivery import Delivery, Pauses
+from optin.formspec import FormSpec, load_forms
+from optin.forms import form_class
+from optin.intake import Intake
+from optin.limiter import RedisWindows, SqlWindows
+from optin.nonces import RedisNonces, SqlNonces
+from optin.settings import Settings
+from optin.signups import Signups
+from optin.static import register_static
+from optin.tokens import TokenSigner
+
+
+@dataclass
+class Services:
+    """Everything a request or a command needs, built once per process."""
+
+    settings: Settings
+    forms: dict[str, FormSpec]
+    db: Database
+    signups: Signups
+    delivery: Delivery
+    intake: Intake
+
+    def health(self) -> dict:
+        return health.report(db=self.db, signups=self.signups, delivery=self.delivery)
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Tests pass a mapping of environment variables; production reads os.environ."""
+    settings = Settings.from_env(os.environ if config is None else config)
+    configure_logging()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
+        SHOW_INDEX=settings.show_index,
+        WTF_CSRF_ENABLED=True,
+    )
+    app.extensions["optin"] = build_services(settings)
+    register_middleware(app, settings)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    cli.init_app(app)
+    return app
+
+
+def build_services(settings: Settings) -> Services:
+    forms = load_forms(settings.forms_file)
+    db = Database(settings.database_url)
+    if db.is_sqlite:
+        db.migrate()  # one machine, no release phase: keep the file's schema current
+    else:
+        db.check_schema()
+    if settings.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        windows, nonces = RedisWindows(client), RedisNonces(client)
+    else:
+        windows, nonces = SqlWindows(db), SqlNonces(db)
+    signups = Signups(db)
+    api = convertkit.Client(settings.api_key, api_secret=settings.api_secret, base_url=settings.api_url,
+                            timeout=(min(3.05, settings.api_timeout), settings.api_timeout))
+    delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=Pauses(db), client=api,
+                        clock=time.time)
+    signer = TokenSigner(settings.secret_key, min_age=settings.min_fill_seconds, max_age=settings.token_max_age)
+    intake = Intake(
+        settings=settings, forms=forms, form_classes={slug: form_class(spec) for slug, spec in forms.items()},
+        signer=signer, nonces=nonces, windows=windows, signups=signups, delivery=delivery,
+        challenges=Challenges(settings),
+    )
+    return Services(settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake)
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_middleware(app: Flask, settings: Settings) -> None:
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+    register_static(app)
+
+    @app.after_request
+    def headers(response):
+        slug = (request.view_args or {}).get("slug")
+        spec = app.extensions["optin"].forms.get(slug) if slug else None
+        embeddable = request.endpoint in ("forms.frame", "forms.frame_thanks")
+        return security.set_headers(response, spec=spec, embeddable=embeddable)
+
+
+def register_blueprints(app: Flask) -> None:
+    app.register_blueprint(views.bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, views.handle_error)
+
+
+def __getattr__(name: str):
+    """`app` is built on first use, so tests can import create_app without a production environment."""
+    if name == "app":
+        globals()["app"] = created = create_app()
+        return created
+    raise AttributeError(name)
+

@@ -1,0 +1,1 @@
+"""The opt-in form server: everything between a visitor's POST and ConvertKit."""

@@ -1,0 +1,143 @@
+"""Operator commands: `flask --app app migrate | worker | check | signups …`."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sys
+
+import click
+from flask import current_app
+
+import convertkit
+
+from .signups import STATUSES, mask_email
+from .worker import Worker
+
+
+def services():
+    return current_app.extensions["optin"]
+
+
+def when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+@click.command("migrate")
+def migrate_command():
+    """Apply pending schema changes (the Procfile's release line runs this)."""
+    applied = services().db.migrate()
+    click.echo(f"applied schema versions {applied}" if applied else "schema is up to date")
+
+
+@click.command("worker")
+@click.option("--poll", default=1.0, show_default=True, help="Seconds to sleep when nothing is due.")
+def worker_command(poll):
+    """Deliver pending signups to ConvertKit until stopped (SIGTERM finishes the signup in hand)."""
+    worker = Worker(services().delivery, poll=poll)
+    worker.install_signal_handlers()
+    worker.run()
+
+
+@click.command("check")
+def check_command():
+    """Check the API key (and secret, if set) and every configured form id against ConvertKit."""
+    client = services().delivery.client
+    try:
+        forms = {int(f["id"]): f.get("name") for f in client.forms()}
+        if client.api_secret:
+            client.account()
+    except convertkit.ConvertKitError as exc:
+        raise click.ClickException(f"ConvertKit refused the check: {exc}") from None
+    missing = [s for s in services().forms.values() if s.convertkit_form_id not in forms]
+    for spec in services().forms.values():
+        mark = "missing!" if spec in missing else f"ok ({forms[spec.convertkit_form_id]})"
+        click.echo(f"{spec.slug}: ConvertKit form {spec.convertkit_form_id} {mark}")
+    if missing:
+        raise click.ClickException("some forms point at ConvertKit form ids this account does not have")
+    click.echo("credentials ok")
+
+
+@click.group("signups")
+def signups_group():
+    """List, inspect, retry, export and purge stored signups."""
+
+
+@signups_group.command("list")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--form", help="Form slug.")
+@click.option("--limit", default=50, show_default=True)
+def list_command(status, form, limit):
+    counts = services().signups.counts()
+    click.echo("  ".join(f"{name}: {counts[name]}" for name in STATUSES))
+    for s in services().signups.find(status=status, form=form, limit=limit):
+        click.echo(f"{s.id:>8}  {s.status:<9}  {s.form_slug:<16}  {when(s.created_at)}  attempts={s.attempts}"
+                   f"  {mask_email(s.email)}  {s.last_error or ''}")
+
+
+@signups_group.command("show")
+@click.argument("signup_id", type=int)
+def show_command(signup_id):
+    s = services().signups.get(signup_id)
+    if s is None:
+        raise click.ClickException(f"no signup {signup_id}")
+    rows = [
+        ("id", s.id), ("form", f"{s.form_slug} (ConvertKit form {s.convertkit_form_id})"), ("email", s.email),
+        ("first_name", s.first_name or "-"), ("fields", s.fields or "-"), ("tags", list(s.tags) or "-"),
+        ("status", s.status), ("attempts", s.attempts), ("created", when(s.created_at)),
+        ("next attempt", when(s.next_attempt_at) if s.status == "pending" else "-"),
+        ("last attempt", when(s.last_attempt_at)), ("finished", when(s.finished_at)),
+        ("last error", s.last_error or "-"), ("subscriber id", s.subscriber_id or "-"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:>14}: {value}")
+
+
+@signups_group.command("retry")
+@click.argument("signup_ids", type=int, nargs=-1)
+@click.option("--failed", is_flag=True, help="Every failed signup.")
+@click.option("--paused", is_flag=True, help="Lift every delivery pause (after fixing the key or form id).")
+def retry_command(signup_ids, failed, paused):
+    if not (signup_ids or failed or paused):
+        raise click.UsageError("name signup ids, or pass --failed and/or --paused")
+    if paused:
+        click.echo(f"lifted {services().delivery.pauses.lift()} pause(s)")
+    if signup_ids or failed:
+        click.echo(f"queued {services().signups.retry(ids=signup_ids, failed=failed)} signup(s) for delivery")
+
+
+@signups_group.command("export")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--form", help="Form slug.")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="File (default: stdout).")
+def export_command(status, form, output):
+    """CSV of signups, for a backup or an import elsewhere."""
+    columns = ["id", "form_slug", "convertkit_form_id", "email", "first_name", "fields", "tags", "status",
+               "attempts", "created_at", "finished_at", "last_error"]
+    writer = csv.writer(output)
+    writer.writerow(columns)
+    for s in services().signups.find(status=status, form=form):
+        writer.writerow([
+            s.id, s.form_slug, s.convertkit_form_id, s.email, s.first_name or "",
+            "; ".join(f"{k}={v}" for k, v in sorted(s.fields.items())), " ".join(map(str, s.tags)), s.status,
+            s.attempts, when(s.created_at), when(s.finished_at), s.last_error or "",
+        ])
+
+
+@signups_group.command("purge")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge_command(email, yes):
+    """Delete every stored signup of one address (a GDPR erasure request). ConvertKit keeps its own copy."""
+    found = len(services().signups.find(email=email))
+    if not found:
+        click.echo("no signups for that address")
+        return
+    if not yes and not click.confirm(f"delete {found} signup(s) of that address?", err=True):
+        sys.exit(1)
+    click.echo(f"deleted {services().signups.purge(email)} signup(s)")
+
+
+def init_app(app):
+    for command in (migrate_command, worker_command, check_command, signups_group):
+        app.cli.add_command(command)

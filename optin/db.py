@@ -1,0 +1,147 @@
+"""One SQL layer for SQLite (one machine, nothing to run) and PostgreSQL (many machines), with versioned schema."""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+
+# Each entry is one schema version; {id} is the dialect's auto-increment key. Never edit a shipped entry: add one.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE signups (
+            id {id},
+            form_slug TEXT NOT NULL,
+            convertkit_form_id BIGINT NOT NULL,
+            email TEXT NOT NULL,
+            first_name TEXT,
+            fields TEXT NOT NULL DEFAULT '{{}}',
+            tags TEXT NOT NULL DEFAULT '[]',
+            ip_hash TEXT,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            next_attempt_at DOUBLE PRECISION NOT NULL,
+            lease_until DOUBLE PRECISION,
+            lease_owner TEXT,
+            first_failed_at DOUBLE PRECISION,
+            last_attempt_at DOUBLE PRECISION,
+            last_error TEXT,
+            finished_at DOUBLE PRECISION,
+            subscriber_id BIGINT
+        )""",
+        "CREATE INDEX signups_due ON signups (status, next_attempt_at)",
+        "CREATE INDEX signups_email ON signups (email)",
+        """CREATE TABLE pauses (
+            scope TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            since DOUBLE PRECISION NOT NULL,
+            next_check_at DOUBLE PRECISION NOT NULL,
+            checks INTEGER NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE rate_events (
+            scope TEXT NOT NULL,
+            id TEXT NOT NULL,
+            ends_at DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, id)
+        )""",
+        "CREATE INDEX rate_events_ends ON rate_events (scope, ends_at)",
+        """CREATE TABLE rate_blocks (
+            scope TEXT PRIMARY KEY,
+            until DOUBLE PRECISION NOT NULL,
+            strikes INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX used_nonces_expiry ON used_nonces (expires_at)",
+        "CREATE TABLE heartbeats (worker TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
+    ],
+]
+
+ID_COLUMN = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database is behind the code: run `flask --app app migrate` (the Procfile's release line does)."""
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 5):
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        self.url = sa.engine.make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            if self.url.database and self.url.database != ":memory:":
+                Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        else:
+            self.engine = sa.create_engine(
+                self.url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+            )
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.get_backend_name()})"
+
+    @contextmanager
+    def transaction(self, lock: str | None = None):
+        """A write transaction; `lock` serialises callers on one name across processes and machines."""
+        with self.engine.begin() as conn:
+            if lock and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": lock})
+            yield conn
+
+    def now(self, conn: Connection) -> float:
+        """One clock for every machine: PostgreSQL's, or this machine's for SQLite."""
+        if self.is_sqlite:
+            return time.time()
+        return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+
+    def version(self) -> int:
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("schema_version"):
+                return 0
+            return int(conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() or 0)
+
+    def migrate(self) -> list[int]:
+        """Apply what is missing, under a lock so two release processes cannot race."""
+        applied = []
+        with self.transaction(lock="optin.migrate") as conn:
+            conn.execute(sa.text("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"))
+            current = int(conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() or 0)
+            for version, statements in enumerate(MIGRATIONS, 1):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    conn.execute(sa.text(statement.format(id=ID_COLUMN[self.url.get_backend_name()])))
+                conn.execute(sa.text("INSERT INTO schema_version (version) VALUES (:v)"), {"v": version})
+                applied.append(version)
+        return applied
+
+    def check_schema(self) -> None:
+        if self.version() < len(MIGRATIONS):
+            raise SchemaOutOfDate(SchemaOutOfDate.__doc__)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_connect(dbapi_connection, _record):
+    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE itself: pysqlite's implicit BEGIN would defer the
+    # write lock and turn concurrent claims into "database is locked" errors instead of waits.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin(conn):
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

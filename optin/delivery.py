@@ -1,0 +1,164 @@
+"""The one place that turns ConvertKit's answers into a signup's outcome, for the web request and the worker."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+import convertkit
+
+from .limiter import Slot
+from .settings import Settings
+from .signups import Signup, Signups, mask_email
+
+log = logging.getLogger("optin.delivery")
+
+ACCOUNT = "account"
+RATE_SCOPE_PREFIX = "convertkit:"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # delivered | rejected | retry | paused | deferred
+    message: str | None = None  # for rejected: ConvertKit's words, shown in the form
+    pause_scope: str | None = None
+
+
+class Pauses:
+    """Delivery stops for a bad key (401/403) or a missing form (404) until a check passes or an operator retries."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def active(self) -> list[dict]:
+        with self.db.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM pauses ORDER BY since"))]
+
+    def pause(self, scope: str, reason: str) -> None:
+        with self.db.transaction() as conn:
+            now = self.db.now(conn)
+            conn.execute(sa.text(
+                "INSERT INTO pauses (scope, reason, since, next_check_at, checks) VALUES (:s, :r, :now, :next, 0)"
+                " ON CONFLICT (scope) DO UPDATE SET reason = :r"
+            ), {"s": scope, "r": reason[:300], "now": now, "next": now + 60})
+
+    def reschedule(self, scope: str, checks: int) -> None:
+        with self.db.transaction() as conn:
+            delay = min(60 * 2 ** checks, 900)
+            conn.execute(sa.text("UPDATE pauses SET next_check_at = :next, checks = :c WHERE scope = :s"),
+                         {"s": scope, "next": self.db.now(conn) + delay, "c": checks + 1})
+
+    def lift(self, scope: str | None = None) -> int:
+        with self.db.transaction() as conn:
+            if scope is None:
+                return conn.execute(sa.text("DELETE FROM pauses")).rowcount
+            return conn.execute(sa.text("DELETE FROM pauses WHERE scope = :s"), {"s": scope}).rowcount
+
+
+def form_scope(form_id: int) -> str:
+    return f"form:{form_id}"
+
+
+class Delivery:
+    def __init__(self, *, settings: Settings, signups: Signups, windows, pauses: Pauses, client: convertkit.Client,
+                 clock):
+        self.settings = settings
+        self.signups = signups
+        self.windows = windows
+        self.pauses = pauses
+        self.client = client
+        self.clock = clock
+        # The limit belongs to the key; name it by a hash so the key never lands in Redis or the database.
+        self.rate_scope = RATE_SCOPE_PREFIX + hashlib.sha256(settings.api_key.encode()).hexdigest()[:16]
+        self.hold = settings.api_timeout * 2 + 1  # connect + read time-outs, and a margin
+
+    def paused_forms(self, paused: list[dict] | None = None) -> list[int] | None:
+        """Form ids not to deliver now; None when the whole account is paused."""
+        paused = self.pauses.active() if paused is None else paused
+        if any(p["scope"] == ACCOUNT for p in paused):
+            return None
+        return [int(p["scope"].split(":", 1)[1]) for p in paused if p["scope"].startswith("form:")]
+
+    def try_now(self, signup: Signup, owner: str) -> Outcome:
+        """The web request's single attempt: only when the shared limit has room, never waiting for it."""
+        paused = self.paused_forms()
+        if paused is None or signup.convertkit_form_id in paused:
+            self.signups.release(signup, owner)
+            return Outcome("deferred")
+        verdict = self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold)
+        if not verdict:
+            self.signups.release(signup, owner)
+            return Outcome("deferred")
+        return self.deliver(signup, owner, verdict.slot)
+
+    def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
+        """Send one signup (the caller holds a slot and the lease) and record what ConvertKit said."""
+        try:
+            answer = self.client.subscribe_to_form(
+                signup.convertkit_form_id, signup.email, first_name=signup.first_name,
+                fields=signup.fields or None, tags=list(signup.tags) or None,
+            )
+        except convertkit.Invalid as exc:
+            return self._rejected(signup, owner, exc)
+        except (convertkit.Unauthorized, convertkit.Forbidden, convertkit.NotFound) as exc:
+            return self._paused(signup, owner, exc)
+        except convertkit.RateLimited as exc:
+            return self._rate_limited(signup, owner, exc)
+        except convertkit.ConvertKitError as exc:  # 5xx, time-outs, connection errors, odd statuses
+            return self._transient(signup, owner, exc)
+        finally:
+            self.windows.finish(slot)
+        now = self.clock()
+        self.signups.mark_delivered(signup, owner, at=now,
+                                    subscriber_id=((answer or {}).get("subscriber") or {}).get("id"))
+        if self.windows.strikes(self.rate_scope):  # a success ends a run of 429s
+            self.windows.clear_strikes(self.rate_scope)
+        log.info("signup %s delivered (form %s, %s)", signup.id, signup.form_slug, mask_email(signup.email))
+        return Outcome("delivered")
+
+    def _rejected(self, signup, owner, exc) -> Outcome:
+        message = exc.message or "ConvertKit did not accept this address."
+        self.signups.mark_rejected(signup, owner, at=self.clock(), reason=f"{exc.status}: {message}")
+        log.info("signup %s rejected by ConvertKit (%s): %s", signup.id, exc.status, message)
+        return Outcome("rejected", message=message)
+
+    def _paused(self, signup, owner, exc) -> Outcome:
+        scope = form_scope(signup.convertkit_form_id) if isinstance(exc, convertkit.NotFound) else ACCOUNT
+        reason = {
+            401: "ConvertKit refused the API key (401): check CONVERTKIT_API_KEY",
+            403: "ConvertKit refused the request (403): the account may be over its subscriber limit",
+            404: f"ConvertKit has no form {signup.convertkit_form_id} (404): check convertkit_form_id",
+        }.get(exc.status, f"ConvertKit answered {exc.status}")
+        self.pauses.pause(scope, reason)
+        now = self.clock()
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, error=reason, counted=False)
+        log.error("delivery paused for %s: %s (signup %s kept pending)", scope, reason, signup.id)
+        return Outcome("paused", pause_scope=scope)
+
+    def _rate_limited(self, signup, owner, exc) -> Outcome:
+        # Our own limiter should make this rare: another program is using the key. Wait a window, then longer.
+        strikes = self.windows.strikes(self.rate_scope)
+        wait = min(self.settings.rate_limit.seconds * 2 ** strikes, 600)
+        self.windows.block(self.rate_scope, wait)
+        now = self.clock()
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + wait, error="429 rate limited",
+                                counted=False)
+        log.warning("ConvertKit rate limit hit (429); all delivery waits %.0f s", wait)
+        return Outcome("retry", message="rate limited")
+
+    def _transient(self, signup, owner, exc) -> Outcome:
+        now = self.clock()
+        first = signup.first_failed_at if signup.first_failed_at is not None else now
+        failed = now - first >= self.settings.retry_budget_hours * 3600
+        delay = random.uniform(0.5, 1.0) * min(10 * 2 ** signup.attempts, 3600)
+        error = f"{type(exc).__name__}: {exc}"
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + delay, error=error, failed=failed)
+        if failed:
+            log.error("signup %s failed after the retry budget: %s", signup.id, error)
+        else:
+            log.warning("signup %s will be retried in %.0f s: %s", signup.id, delay, error)
+        return Outcome("retry", message=error)

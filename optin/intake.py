@@ -1,0 +1,117 @@
+"""Every way a signup comes in goes through this one pipeline, in this order:
+size → honeypot → token (signature, form, age, replay) → rate limits → challenge → validation → store → deliver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from .delivery import Delivery
+from .formspec import FormSpec
+from .forms import HONEYPOT, SignupForm, build_form
+from .signups import Signups, mask_email
+from .tokens import TokenContext, TokenProblem, TokenSigner
+
+log = logging.getLogger("optin.intake")
+
+FORM_ERRORS = "_form"
+
+
+@dataclass
+class Result:
+    kind: str  # accepted | invalid | limited | refused
+    form: SignupForm
+    status: int = 200
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    signup_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == "accepted"
+
+
+class Intake:
+    def __init__(self, *, settings, forms: dict[str, FormSpec], form_classes: dict[str, type[SignupForm]],
+                 signer: TokenSigner, nonces, windows, signups: Signups, delivery: Delivery, challenges):
+        self.settings = settings
+        self.forms = forms
+        self.form_classes = form_classes
+        self.signer = signer
+        self.nonces = nonces
+        self.windows = windows
+        self.signups = signups
+        self.delivery = delivery
+        self.challenges = challenges
+        self.owner = "web"
+
+    def blank(self, spec: FormSpec) -> SignupForm:
+        return build_form(self.form_classes[spec.slug], TokenContext(self.signer, spec.slug))
+
+    def ip_hash(self, ip: str | None) -> str | None:
+        if not ip:
+            return None
+        return hashlib.sha256(f"{self.settings.secret_key}|{ip}".encode()).hexdigest()[:24]
+
+    def submit(self, spec: FormSpec, formdata, *, client_ip: str | None) -> Result:
+        form = build_form(self.form_classes[spec.slug], TokenContext(self.signer, spec.slug), formdata)
+        valid = form.validate()
+
+        if (formdata.get(HONEYPOT) or "").strip():
+            # A bot: look like success so it learns nothing, but store and forward nothing.
+            log.info("honeypot filled on form %s; dropped", spec.slug)
+            return Result("accepted", form)
+
+        token_errors = form.errors.get("token")
+        if token_errors:
+            return self._refused(form, token_errors[0])
+        token = form.token.checked
+        if not self.nonces.use(token.nonce, self.signer.max_age):
+            return self._refused(form, TokenProblem.MESSAGES["replayed"])
+
+        ip_key = self.ip_hash(client_ip)
+        if ip_key and not self.windows.acquire("ip:" + ip_key, self.settings.ip_limit):
+            log.info("form %s: too many submissions from one client", spec.slug)
+            return self._limited(form, "Too many attempts from your network. Please wait a minute and try again.")
+
+        if spec.challenge and not self.challenges.verify(spec, formdata, client_ip):
+            return self._invalid(form, {FORM_ERRORS: ["Please complete the verification and submit again."]})
+
+        if not valid:
+            errors = {name: list(errs) for name, errs in form.errors.items() if name != "token"}
+            return self._invalid(form, errors)
+
+        email = form.email.normalized or form.email.data.strip()
+        domain = email.rsplit("@", 1)[-1].lower()
+        if domain in spec.blocked_domains:
+            return self._invalid(form, {"email": ["Please use a different email address."]})
+
+        email_key = hashlib.sha256(email.lower().encode()).hexdigest()[:24]
+        if not self.windows.acquire("email:" + email_key, self.settings.email_limit):
+            log.info("form %s: too many signups for %s today", spec.slug, mask_email(email))
+            return self._limited(form, "This address has been signed up several times today. "
+                                       "Please check your inbox for the confirmation email.")
+
+        values = form.values()
+        signup = self.signups.record(
+            form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
+            first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
+            lease_owner=self.owner, lease_seconds=self.delivery.hold + 30,
+        )
+        outcome = self.delivery.try_now(signup, self.owner)
+        if outcome.kind == "rejected":
+            return self._invalid(form, {"email": [outcome.message]}, signup_id=signup.id)
+        return Result("accepted", form, signup_id=signup.id)
+
+    def _refused(self, form, message: str) -> Result:
+        return self._invalid(form, {FORM_ERRORS: [message]})
+
+    def _invalid(self, form, errors, signup_id=None) -> Result:
+        for name, messages in errors.items():
+            if name in form:
+                form[name].errors = list(messages)
+        return Result("invalid", form, status=422, errors=errors, signup_id=signup_id)
+
+    def _limited(self, form, message: str) -> Result:
+        return Result("limited", form, status=429, errors={FORM_ERRORS: [message]})

@@ -1,0 +1,163 @@
+"""Rolling-window limits shared by every process and machine: ConvertKit's 120/min per key, and per-IP/per-email.
+
+A slot is held from just before a request is sent until its answer arrives (or, if the process dies, until the
+request's time-out), and counts for one window after that. ConvertKit receives each request somewhere inside
+that span, so no window of ConvertKit's own can ever see more than the limit, whatever the network does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .db import Database
+from .settings import RateLimit
+
+
+@dataclass(frozen=True)
+class Slot:
+    scope: str
+    id: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    slot: Slot | None
+    wait: float  # seconds until a slot may be free, when slot is None
+
+    def __bool__(self) -> bool:
+        return self.slot is not None
+
+
+class SqlWindows:
+    """Sliding log in the database: one row per request, exact, serialised by a per-scope lock."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0) -> Verdict:
+        with self.db.transaction(lock="optin.window." + scope) as conn:
+            now = self.db.now(conn)
+            blocked = conn.execute(sa.text("SELECT until FROM rate_blocks WHERE scope = :s"), {"s": scope}).scalar()
+            if blocked is not None and blocked > now:
+                return Verdict(None, blocked - now)
+            conn.execute(sa.text("DELETE FROM rate_events WHERE scope = :s AND ends_at <= :t"),
+                         {"s": scope, "t": now - limit.seconds})
+            ends = conn.execute(
+                sa.text("SELECT ends_at FROM rate_events WHERE scope = :s ORDER BY ends_at"), {"s": scope}
+            ).scalars().all()
+            if len(ends) >= limit.count:
+                return Verdict(None, max(ends[len(ends) - limit.count] + limit.seconds - now, 0.001))
+            slot = Slot(scope, secrets.token_hex(8))
+            conn.execute(sa.text("INSERT INTO rate_events (scope, id, ends_at) VALUES (:s, :id, :e)"),
+                         {"s": scope, "id": slot.id, "e": now + hold})
+            return Verdict(slot, 0.0)
+
+    def finish(self, slot: Slot) -> None:
+        """The answer is in: the slot counts from now, not from its time-out."""
+        with self.db.transaction() as conn:
+            conn.execute(sa.text("UPDATE rate_events SET ends_at = :now WHERE scope = :s AND id = :id"),
+                         {"now": self.db.now(conn), "s": slot.scope, "id": slot.id})
+
+    def cancel(self, slot: Slot) -> None:
+        """Nothing was sent after all."""
+        with self.db.transaction() as conn:
+            conn.execute(sa.text("DELETE FROM rate_events WHERE scope = :s AND id = :id"),
+                         {"s": slot.scope, "id": slot.id})
+
+    def block(self, scope: str, seconds: float) -> None:
+        with self.db.transaction(lock="optin.window." + scope) as conn:
+            until = self.db.now(conn) + seconds
+            conn.execute(sa.text(
+                "INSERT INTO rate_blocks (scope, until, strikes) VALUES (:s, :u, 1)"
+                " ON CONFLICT (scope) DO UPDATE SET until = :u, strikes = rate_blocks.strikes + 1"
+            ), {"s": scope, "u": until})
+
+    def strikes(self, scope: str) -> int:
+        with self.db.engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT strikes FROM rate_blocks WHERE scope = :s"),
+                                    {"s": scope}).scalar() or 0)
+
+    def clear_strikes(self, scope: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(sa.text("DELETE FROM rate_blocks WHERE scope = :s"), {"s": scope})
+
+
+# KEYS[1] log (sorted set: member → ends_at), KEYS[2] block (hash: until, strikes); one clock: Redis's TIME.
+_ACQUIRE = """
+local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local count, window, hold, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local until = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
+if until > now then return {0, tostring(until - now)} end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= count then
+  local e = redis.call('ZRANGE', KEYS[1], n - count, n - count, 'WITHSCORES')
+  return {0, tostring(math.max(tonumber(e[2]) + window - now, 0.001))}
+end
+redis.call('ZADD', KEYS[1], now + hold, id)
+redis.call('EXPIRE', KEYS[1], math.ceil(window + hold) + 1)
+return {1, '0'}
+"""
+_FINISH = """
+local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('ZADD', KEYS[1], 'XX', now, ARGV[1])
+return 1
+"""
+_BLOCK = """
+local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+redis.call('HSET', KEYS[1], 'until', tostring(now + tonumber(ARGV[1])))
+redis.call('HINCRBY', KEYS[1], 'strikes', 1)
+redis.call('EXPIRE', KEYS[1], 86400)
+return 1
+"""
+
+
+class RedisWindows:
+    """The same sliding log in Redis sorted sets, atomic by Lua, for deploys that set REDIS_URL."""
+
+    def __init__(self, client, prefix: str = "optin:"):
+        self.redis = client
+        self.prefix = prefix
+        self._acquire = client.register_script(_ACQUIRE)
+        self._finish = client.register_script(_FINISH)
+        self._block = client.register_script(_BLOCK)
+
+    def _keys(self, scope: str) -> list[str]:
+        return [f"{self.prefix}window:{{{scope}}}", f"{self.prefix}block:{{{scope}}}"]
+
+    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0) -> Verdict:
+        slot_id = secrets.token_hex(8)
+        ok, wait = self._acquire(keys=self._keys(scope), args=[limit.count, limit.seconds, hold, slot_id])
+        return Verdict(Slot(scope, slot_id), 0.0) if int(ok) else Verdict(None, float(wait))
+
+    def finish(self, slot: Slot) -> None:
+        self._finish(keys=self._keys(slot.scope)[:1], args=[slot.id])
+
+    def cancel(self, slot: Slot) -> None:
+        self.redis.zrem(self._keys(slot.scope)[0], slot.id)
+
+    def block(self, scope: str, seconds: float) -> None:
+        self._block(keys=self._keys(scope)[1:], args=[seconds])
+
+    def strikes(self, scope: str) -> int:
+        return int(self.redis.hget(self._keys(scope)[1], "strikes") or 0)
+
+    def clear_strikes(self, scope: str) -> None:
+        self.redis.delete(self._keys(scope)[1])
+
+
+def wait_for_slot(windows, scope: str, limit: RateLimit, hold: float, *, stop=None, clock=time.monotonic):
+    """Block until a slot is granted (for the worker); the web path never calls this."""
+    while True:
+        verdict = windows.acquire(scope, limit, hold)
+        if verdict or (stop is not None and stop.is_set()):
+            return verdict
+        pause = min(verdict.wait, 1.0)
+        if stop is not None:
+            stop.wait(pause)
+        else:
+            time.sleep(pause)

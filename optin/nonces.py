@@ -1,0 +1,34 @@
+"""Used token nonces, kept until the token would have expired anyway, so a replayed form post is refused."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from .db import Database
+
+
+class SqlNonces:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def use(self, nonce: str, ttl: float) -> bool:
+        """True the first time a nonce is seen; False for a replay."""
+        try:
+            with self.db.transaction() as conn:
+                now = self.db.now(conn)
+                conn.execute(sa.text("DELETE FROM used_nonces WHERE expires_at < :now"), {"now": now})
+                conn.execute(sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e)"),
+                             {"n": nonce, "e": now + ttl})
+        except IntegrityError:
+            return False
+        return True
+
+
+class RedisNonces:
+    def __init__(self, client, prefix: str = "optin:"):
+        self.redis = client
+        self.prefix = prefix
+
+    def use(self, nonce: str, ttl: float) -> bool:
+        return bool(self.redis.set(f"{self.prefix}nonce:{nonce}", 1, nx=True, ex=max(int(ttl) + 1, 1)))

@@ -1,0 +1,89 @@
+"""Who may embed and post: frame-ancestors from allowed_origins, the Origin check, CORS, and the usual headers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import abort, request
+
+from .formspec import FormSpec
+
+CHALLENGE_HOSTS = {
+    "turnstile": "https://challenges.cloudflare.com",
+    "hcaptcha": "https://hcaptcha.com https://*.hcaptcha.com",
+}
+
+
+def request_origin() -> str | None:
+    """The posting page's origin: Origin when the browser sends it, else the Referer's scheme and host."""
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        return origin.rstrip("/").lower()
+    referer = request.headers.get("Referer")
+    if referer:
+        parts = urlsplit(referer)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}".lower()
+    return None
+
+
+def own_origin() -> str:
+    return request.host_url.rstrip("/").lower()
+
+
+def check_post_origin(spec: FormSpec) -> None:
+    """A form limited to some sites accepts posts only from them (and from its own pages)."""
+    if spec.allowed_origins is None:
+        return
+    origin = request_origin()
+    # The iframe document posts to its own origin; where it may be embedded is enforced by frame-ancestors.
+    if origin == own_origin() or spec.allows_origin(origin):
+        return
+    abort(403, "This form cannot be submitted from this site.")
+
+
+def form_csp(spec: FormSpec | None, *, embeddable: bool) -> str:
+    hosts = CHALLENGE_HOSTS.get(spec.challenge or "", "") if spec else ""
+    form_action = "'self'"
+    if spec and spec.redirect_url:
+        parts = urlsplit(spec.redirect_url)
+        form_action += f" {parts.scheme}://{parts.netloc}"
+    if not embeddable:
+        ancestors = "'none'"
+    elif spec is None or spec.allowed_origins is None:
+        ancestors = "*"
+    else:
+        ancestors = " ".join(spec.allowed_origins)
+    extra = f" {hosts}" if hosts else ""
+    frames = "'self'" + extra
+    return (
+        f"default-src 'none'; script-src 'self'{extra}; style-src 'self'{extra}; img-src 'self' data:; "
+        f"connect-src 'self'{extra}; frame-src {frames}; "
+        f"form-action {form_action}; base-uri 'none'; frame-ancestors {ancestors}"
+    )
+
+
+def cors_headers(spec: FormSpec | None) -> dict[str, str]:
+    """JSON posts from an allowed site may read the answer; no credentials, and nothing for other sites."""
+    origin = request.headers.get("Origin")
+    if not origin or spec is None or origin.rstrip("/").lower() == own_origin():
+        return {}
+    if spec.allowed_origins is None or spec.allows_origin(origin):
+        return {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+            "Access-Control-Allow-Headers": "Content-Type, Accept",
+            "Access-Control-Max-Age": "600",
+            "Vary": "Origin",
+        }
+    return {}
+
+
+def set_headers(response, *, spec: FormSpec | None = None, embeddable: bool = False):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if response.mimetype == "text/html":
+        response.headers["Content-Security-Policy"] = form_csp(spec, embeddable=embeddable)
+    for name, value in cors_headers(spec).items():
+        response.headers[name] = value
+    return response

@@ -1,0 +1,131 @@
+"""Environment → validated settings, read in one place so a bad deploy fails at boot with a clear message."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_API_URL = "https://api.convertkit.com/v3/"
+
+
+class ConfigError(RuntimeError):
+    """A missing or bad environment variable; the message names it and never echoes a secret."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """N requests per S seconds."""
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str, *, name: str) -> RateLimit:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*", text or "")
+        if not match or int(match[1]) < 1 or float(match[2]) <= 0:
+            raise ConfigError(f"{name} must look like N/S (N requests per S seconds), e.g. 120/60")
+        return cls(int(match[1]), float(match[2]))
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    secret_key: str
+    api_key: str
+    api_secret: str | None = field(default=None, repr=False)
+    api_url: str = DEFAULT_API_URL
+    forms_file: Path = Path("forms.toml")
+    database_url: str = "sqlite:///instance/signups.sqlite3"
+    redis_url: str | None = None
+    rate_limit: RateLimit = RateLimit(120, 60)
+    trusted_proxy_hops: int = 1
+    api_timeout: float = 5.0
+    retry_budget_hours: float = 72.0
+    ip_limit: RateLimit = RateLimit(10, 60)
+    email_limit: RateLimit = RateLimit(5, 86400)
+    min_fill_seconds: float = 2.0
+    token_max_age: float = 6 * 3600
+    max_body_bytes: int = 16 * 1024
+    show_index: bool = False
+    challenge_verify_urls: Mapping[str, str] = field(default_factory=dict)
+    turnstile_secret: str | None = field(default=None, repr=False)
+    hcaptcha_secret: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:  # the dataclass repr would print secrets
+        return f"Settings(api_url={self.api_url!r}, database_url=<hidden>, forms_file={str(self.forms_file)!r})"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def required(name: str) -> str:
+            value = (env.get(name) or "").strip()
+            if not value:
+                raise ConfigError(f"{name} is not set: the server refuses to start without it (see .env.example)")
+            return value
+
+        def number(name: str, default: float, *, minimum: float = 0) -> float:
+            raw = env.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum:g}, got {raw!r}")
+            return value
+
+        def limit(name: str, default: RateLimit) -> RateLimit:
+            raw = env.get(name)
+            return default if not raw else RateLimit.parse(raw, name=name)
+
+        api_url = (env.get("CONVERTKIT_API_URL") or DEFAULT_API_URL).strip()
+        if not re.match(r"https?://[^/\s]+", api_url):
+            raise ConfigError("CONVERTKIT_API_URL must be an http(s) URL, e.g. https://api.convertkit.com/v3/")
+        if not api_url.endswith("/"):
+            api_url += "/"
+
+        database_url = (env.get("DATABASE_URL") or cls.database_url).strip()
+        if database_url.startswith("postgres://"):  # Heroku's spelling
+            database_url = "postgresql://" + database_url[len("postgres://"):]
+        if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+
+        redis_url = (env.get("REDIS_URL") or "").strip() or None
+        if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("REDIS_URL must be a redis:// or rediss:// URL")
+
+        verify_urls = {
+            kind: env[f"{kind.upper()}_VERIFY_URL"]
+            for kind in ("turnstile", "hcaptcha")
+            if env.get(f"{kind.upper()}_VERIFY_URL")
+        }
+
+        return cls(
+            secret_key=required("SECRET_KEY"),
+            api_key=required("CONVERTKIT_API_KEY"),
+            api_secret=(env.get("CONVERTKIT_API_SECRET") or "").strip() or None,
+            api_url=api_url,
+            forms_file=Path(env.get("FORMS_FILE") or "forms.toml"),
+            database_url=database_url,
+            redis_url=redis_url,
+            rate_limit=limit("CONVERTKIT_RATE_LIMIT", RateLimit(120, 60)),
+            trusted_proxy_hops=int(number("TRUSTED_PROXY_HOPS", 1)),
+            api_timeout=number("CONVERTKIT_TIMEOUT", 5.0, minimum=0.1),
+            retry_budget_hours=number("DELIVERY_RETRY_HOURS", 72.0, minimum=0.001),
+            ip_limit=limit("RATE_LIMIT_PER_IP", RateLimit(10, 60)),
+            email_limit=limit("RATE_LIMIT_PER_EMAIL", RateLimit(5, 86400)),
+            min_fill_seconds=number("MIN_FILL_SECONDS", 2.0),
+            token_max_age=number("TOKEN_MAX_AGE", 6 * 3600, minimum=1),
+            max_body_bytes=int(number("MAX_BODY_BYTES", 16 * 1024, minimum=1024)),
+            show_index=(env.get("SHOW_INDEX") or "").strip().lower() in {"1", "true", "yes", "on"},
+            challenge_verify_urls=verify_urls,
+            turnstile_secret=env.get("TURNSTILE_SECRET") or None,
+            hcaptcha_secret=env.get("HCAPTCHA_SECRET") or None,
+        )

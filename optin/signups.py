@@ -1,0 +1,214 @@
+"""The signups table, which is also the delivery queue: a stored row is the promise that nothing is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from .db import Database
+
+PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "failed"
+STATUSES = (PENDING, DELIVERED, REJECTED, FAILED)
+
+
+@dataclass(frozen=True)
+class Signup:
+    id: int
+    form_slug: str
+    convertkit_form_id: int
+    email: str
+    first_name: str | None = None
+    fields: dict = field(default_factory=dict)
+    tags: tuple[int, ...] = ()
+    status: str = PENDING
+    attempts: int = 0
+    created_at: float = 0.0
+    next_attempt_at: float = 0.0
+    first_failed_at: float | None = None
+    last_attempt_at: float | None = None
+    last_error: str | None = None
+    finished_at: float | None = None
+    subscriber_id: int | None = None
+    ip_hash: str | None = None
+
+    def __repr__(self) -> str:  # keeps the address out of tracebacks and logs
+        return f"Signup(id={self.id}, form={self.form_slug!r}, status={self.status!r}, email={mask_email(self.email)})"
+
+    @classmethod
+    def from_row(cls, row) -> Signup:
+        data = dict(row._mapping)
+        data["fields"] = json.loads(data["fields"] or "{}")
+        data["tags"] = tuple(json.loads(data["tags"] or "[]"))
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def mask_email(email: str) -> str:
+    """Logs name a signup by a short hash: enough to correlate lines, useless to a reader of the log."""
+    return "email#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:10]
+
+
+class Signups:
+    def __init__(self, db: Database):
+        self.db = db
+
+    def record(self, *, form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,
+               lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
+        """Store a signup; a lease lets the web request try it inline without the worker racing it."""
+        with self.db.transaction() as conn:
+            now = self.db.now(conn)
+            row = conn.execute(
+                sa.text(
+                    "INSERT INTO signups (form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,"
+                    " status, created_at, next_attempt_at, lease_until, lease_owner)"
+                    " VALUES (:slug, :form_id, :email, :first_name, :fields, :tags, :ip_hash, 'pending', :now, :now,"
+                    " :lease_until, :owner) RETURNING *"
+                ),
+                {
+                    "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
+                    "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),
+                    "ip_hash": ip_hash, "now": now, "owner": lease_owner,
+                    "lease_until": now + lease_seconds if lease_owner else None,
+                },
+            ).one()
+        return Signup.from_row(row)
+
+    def claim(self, owner: str, *, lease_seconds: float, limit: int = 1, paused_forms: Iterable[int] = ()) -> list[Signup]:
+        """Lease due signups; a worker killed mid-delivery loses nothing, its lease just runs out."""
+        paused = [int(f) for f in paused_forms]
+        skip = " AND convertkit_form_id NOT IN ({})".format(",".join(map(str, paused))) if paused else ""
+        lock = "" if self.db.is_sqlite else " FOR UPDATE SKIP LOCKED"
+        with self.db.transaction() as conn:
+            now = self.db.now(conn)
+            rows = conn.execute(
+                sa.text(
+                    "UPDATE signups SET lease_owner = :owner, lease_until = :until WHERE id IN ("
+                    " SELECT id FROM signups WHERE status = 'pending' AND next_attempt_at <= :now"
+                    " AND (lease_until IS NULL OR lease_until < :now)" + skip +
+                    " ORDER BY next_attempt_at, id LIMIT :limit" + lock + ") RETURNING *"
+                ),
+                {"owner": owner, "until": now + lease_seconds, "now": now, "limit": limit},
+            ).all()
+        return sorted((Signup.from_row(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
+
+    def has_due(self, paused_forms: Iterable[int] = ()) -> bool:
+        paused = [int(f) for f in paused_forms]
+        skip = " AND convertkit_form_id NOT IN ({})".format(",".join(map(str, paused))) if paused else ""
+        with self.db.engine.connect() as conn:
+            now = self.db.now(conn)
+            return conn.execute(
+                sa.text(
+                    "SELECT 1 FROM signups WHERE status = 'pending' AND next_attempt_at <= :now"
+                    " AND (lease_until IS NULL OR lease_until < :now)" + skip + " LIMIT 1"
+                ),
+                {"now": now},
+            ).first() is not None
+
+    def _finish(self, signup_id: int, owner: str | None, values: dict) -> bool:
+        """Write an outcome only while holding the lease, so a late, expired worker cannot overwrite a newer one."""
+        sets = ", ".join(f"{k} = :{k}" for k in values)
+        guard = " AND lease_owner = :owner" if owner else ""
+        with self.db.transaction() as conn:
+            result = conn.execute(
+                sa.text(f"UPDATE signups SET {sets}, lease_until = NULL, lease_owner = NULL"
+                        f" WHERE id = :id AND status = 'pending'{guard}"),
+                {**values, "id": signup_id, "owner": owner},
+            )
+        return result.rowcount == 1
+
+    def mark_delivered(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None) -> bool:
+        return self._finish(signup.id, owner, {
+            "status": DELIVERED, "finished_at": at, "last_attempt_at": at, "attempts": signup.attempts + 1,
+            "subscriber_id": subscriber_id, "last_error": None,
+        })
+
+    def mark_rejected(self, signup: Signup, owner: str | None, *, at: float, reason: str) -> bool:
+        return self._finish(signup.id, owner, {
+            "status": REJECTED, "finished_at": at, "last_attempt_at": at, "attempts": signup.attempts + 1,
+            "last_error": reason[:500],
+        })
+
+    def mark_retry(self, signup: Signup, owner: str | None, *, at: float, next_attempt_at: float, error: str,
+                   failed: bool = False, counted: bool = True) -> bool:
+        values = {
+            "next_attempt_at": next_attempt_at, "last_attempt_at": at, "last_error": error[:500],
+            "attempts": signup.attempts + (1 if counted else 0),
+            "first_failed_at": signup.first_failed_at if signup.first_failed_at is not None else at,
+        }
+        if failed:
+            values.update(status=FAILED, finished_at=at)
+        return self._finish(signup.id, owner, values)
+
+    def release(self, signup: Signup, owner: str) -> bool:
+        """Give a leased signup back untouched (no room in the limit, or shutting down)."""
+        with self.db.transaction() as conn:
+            result = conn.execute(
+                sa.text("UPDATE signups SET lease_until = NULL, lease_owner = NULL"
+                        " WHERE id = :id AND lease_owner = :owner AND status = 'pending'"),
+                {"id": signup.id, "owner": owner},
+            )
+        return result.rowcount == 1
+
+    # Operators' views -------------------------------------------------------------------------------------
+
+    def get(self, signup_id: int) -> Signup | None:
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT * FROM signups WHERE id = :id"), {"id": signup_id}).first()
+        return Signup.from_row(row) if row else None
+
+    def find(self, *, status: str | None = None, form: str | None = None, email: str | None = None,
+             limit: int | None = None) -> list[Signup]:
+        where, params = [], {"status": status, "form": form, "email": (email or "").strip().lower()}
+        if status:
+            where.append("status = :status")
+        if form:
+            where.append("form_slug = :form")
+        if email:
+            where.append("lower(email) = :email")
+        sql = "SELECT * FROM signups" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self.db.engine.connect() as conn:
+            return [Signup.from_row(r) for r in conn.execute(sa.text(sql), params)]
+
+    def counts(self) -> dict[str, int]:
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT status, count(*) FROM signups GROUP BY status")).all()
+        return {status: 0 for status in STATUSES} | {status: int(n) for status, n in rows}
+
+    def backlog(self) -> tuple[int, float | None, float | None]:
+        """Pending count, the oldest pending signup's creation time, and the earliest due time."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.text(
+                "SELECT count(*), min(created_at), min(next_attempt_at) FROM signups WHERE status = 'pending'"
+            )).one()
+        return int(row[0]), row[1], row[2]
+
+    def retry(self, *, ids: Iterable[int] = (), failed: bool = False) -> int:
+        """Put failed (or named) signups back in the queue, due now, with a fresh retry budget."""
+        ids = [int(i) for i in ids]
+        clauses = []
+        if failed:
+            clauses.append("status = 'failed'")
+        if ids:
+            clauses.append("(id IN ({}) AND status IN ('failed', 'pending'))".format(",".join(map(str, ids))))
+        if not clauses:
+            return 0
+        with self.db.transaction() as conn:
+            now = self.db.now(conn)
+            result = conn.execute(
+                sa.text("UPDATE signups SET status = 'pending', next_attempt_at = :now, first_failed_at = NULL,"
+                        " finished_at = NULL, lease_until = NULL, lease_owner = NULL WHERE " + " OR ".join(clauses)),
+                {"now": now},
+            )
+        return result.rowcount
+
+    def purge(self, email: str) -> int:
+        """Delete every signup of one address (a GDPR erasure request)."""
+        with self.db.transaction() as conn:
+            result = conn.execute(sa.text("DELETE FROM signups WHERE lower(email) = :email"),
+                                  {"email": email.strip().lower()})
+        return result.rowcount

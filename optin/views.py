@@ -1,0 +1,97 @@
+"""The routes: the iframe document, the landing page, the script embed, the index and the health check."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from .intake import FORM_ERRORS, Result
+
+bp = Blueprint("forms", __name__)
+
+PAGES = {"frame": "form.html", "landing": "landing.html"}
+
+
+def services():
+    return current_app.extensions["optin"]
+
+
+def spec_or_404(slug: str):
+    spec = services().forms.get(slug)
+    if spec is None:
+        abort(404)
+    return spec
+
+
+def wants_json() -> bool:
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def submitted_data() -> ImmutableMultiDict:
+    """Form posts and JSON posts become the same flat string mapping; anything else is refused plainly."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        return ImmutableMultiDict({str(k): v for k, v in body.items() if isinstance(v, str)})
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
+        return ImmutableMultiDict({k: v for k, v in request.form.items() if isinstance(v, str)})
+    raise BadRequest("Send the form as application/x-www-form-urlencoded or application/json.")
+
+
+@bp.route("/f/<slug>", methods=["GET", "POST"], endpoint="frame")
+@bp.route("/p/<slug>", methods=["GET", "POST"], endpoint="landing")
+def form_page(slug: str):
+    spec = spec_or_404(slug)
+    page = request.endpoint.rsplit(".", 1)[-1]
+    intake = services().intake
+    if request.method == "GET":
+        return render_template(PAGES[page], spec=spec, form=intake.blank(spec), page=page)
+
+    result = intake.submit(spec, submitted_data(), client_ip=request.remote_addr)
+    if wants_json():
+        return json_result(spec, result)
+    if result.ok:
+        if spec.redirect_url and page == "landing":
+            return redirect(spec.redirect_url, 303)
+        return redirect(url_for(f".{page}_thanks", slug=slug), 303)
+    return render_template(PAGES[page], spec=spec, form=result.form, page=page,
+                           form_errors=result.errors.get(FORM_ERRORS, [])), result.status
+
+
+@bp.get("/f/<slug>/thanks", endpoint="frame_thanks")
+@bp.get("/p/<slug>/thanks", endpoint="landing_thanks")
+def thanks(slug: str):
+    spec = spec_or_404(slug)
+    page = request.endpoint.rsplit(".", 1)[-1].removesuffix("_thanks")
+    return render_template(PAGES[page], spec=spec, form=None, page=page, done=True)
+
+
+def json_result(spec, result: Result):
+    if result.ok:
+        return jsonify(ok=True, message=spec.success_message, redirect=spec.redirect_url)
+    return jsonify(ok=False, errors=result.errors, token=result.form.token.current_token), \
+        result.status
+
+
+@bp.get("/")
+def index():
+    if not current_app.config.get("SHOW_INDEX"):
+        abort(404)
+    forms = list(services().forms.values())
+    return render_template("index.html", forms=forms)
+
+
+@bp.get("/healthz")
+def healthz():
+    report = services().health()
+    return jsonify(report), 200 if report["ok"] else 503
+
+
+def handle_error(exc: HTTPException):
+    """Errors answer in the caller's language: JSON for JSON clients, a small page for people."""
+    if wants_json() or request.is_json:
+        return jsonify(ok=False, error=exc.name, message=exc.description), exc.code
+    return render_template("error.html", error=exc), exc.code

@@ -1,0 +1,106 @@
+"""The delivery worker: drains pending signups as fast as ConvertKit's limit allows, and no faster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+
+import sqlalchemy as sa
+
+import convertkit
+
+from .delivery import ACCOUNT, Delivery
+from .limiter import wait_for_slot
+
+log = logging.getLogger("optin.worker")
+
+
+class Worker:
+    def __init__(self, delivery: Delivery, *, poll: float = 1.0, lease_seconds: float | None = None):
+        self.delivery = delivery
+        self.signups = delivery.signups
+        self.pauses = delivery.pauses
+        self.poll = poll
+        self.lease_seconds = lease_seconds or delivery.hold + 30
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
+        self.stop = threading.Event()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM (a deploy, a daily restart): finish the signup in hand, then exit well within 30 s."""
+        def handle(signum, _frame):
+            log.info("worker %s got signal %s; stopping after the signup in hand", self.name, signum)
+            self.stop.set()
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def run(self) -> None:
+        log.info("worker %s started (limit %s)", self.name, self.delivery.settings.rate_limit)
+        while not self.stop.is_set():
+            try:
+                worked = self.step()
+            except sa.exc.OperationalError as exc:  # the database restarted or failed over: wait, then go on
+                log.warning("worker %s: database unavailable (%s); retrying", self.name, type(exc).__name__)
+                worked = False
+            if not worked:
+                self.stop.wait(self.poll)
+        log.info("worker %s stopped", self.name)
+
+    def step(self) -> bool:
+        """Deliver at most one signup; False when there was nothing to do."""
+        self.heartbeat()
+        paused = self.pauses.active()
+        if paused:
+            self.check_pauses(paused)
+            paused = self.pauses.active()
+        paused_forms = self.delivery.paused_forms(paused)
+        if paused_forms is None or not self.signups.has_due(paused_forms):
+            return False
+        verdict = wait_for_slot(self.delivery.windows, self.delivery.rate_scope, self.delivery.settings.rate_limit,
+                                self.delivery.hold, stop=self.stop)
+        if not verdict:
+            return False
+        claimed = self.signups.claim(self.name, lease_seconds=self.lease_seconds, paused_forms=paused_forms)
+        if not claimed:
+            self.delivery.windows.cancel(verdict.slot)
+            return False
+        self.delivery.deliver(claimed[0], self.name, verdict.slot)
+        return True
+
+    def heartbeat(self) -> None:
+        db = self.signups.db
+        with db.transaction() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO heartbeats (worker, seen_at) VALUES (:w, :t)"
+                " ON CONFLICT (worker) DO UPDATE SET seen_at = :t"
+            ), {"w": self.name, "t": db.now(conn)})
+
+    def check_pauses(self, paused: list[dict]) -> None:
+        """Ask ConvertKit whether a paused key or form works again; resume by itself when it does."""
+        now = self.delivery.clock()
+        due = [p for p in paused if p["next_check_at"] <= now]
+        if not due:
+            return
+        verdict = self.delivery.windows.acquire(self.delivery.rate_scope, self.delivery.settings.rate_limit,
+                                                self.delivery.hold)
+        if not verdict:
+            return
+        try:
+            forms = self.delivery.client.forms()
+        except convertkit.ConvertKitError as exc:
+            for pause in due:
+                self.pauses.reschedule(pause["scope"], pause["checks"])
+            log.error("delivery still paused: the check against ConvertKit failed (%s)", type(exc).__name__)
+            return
+        finally:
+            self.delivery.windows.finish(verdict.slot)
+        form_ids = {int(f["id"]) for f in forms if "id" in f}
+        for pause in due:
+            scope = pause["scope"]
+            if scope == ACCOUNT or int(scope.split(":", 1)[1]) in form_ids:
+                self.pauses.lift(scope)
+                log.warning("delivery resumed for %s: ConvertKit accepts it again", scope)
+            else:
+                self.pauses.reschedule(scope, pause["checks"])

@@ -1,0 +1,86 @@
+/* In-place submit (JSON mode) and height messages to the embedding page. The form works without this file. */
+(function () {
+  "use strict";
+  var form = document.querySelector("[data-optin-form]");
+  var status = document.querySelector("[data-optin-status]");
+  var summary = document.querySelector("[data-optin-summary]");
+
+  function reportHeight() {
+    if (window.parent !== window) {
+      window.parent.postMessage({ type: "optin:height", height: Math.ceil(document.documentElement.getBoundingClientRect().height) }, "*");
+    }
+  }
+  if (window.ResizeObserver) new ResizeObserver(reportHeight).observe(document.documentElement);
+  window.addEventListener("load", reportHeight);
+  reportHeight();
+  if (!form || !window.fetch) return;
+
+  function setError(input, messages) {
+    var error = document.getElementById(input.id + "-error");
+    if (messages && messages.length) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", error.id);
+      error.textContent = messages.join(" ");
+      error.hidden = false;
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+      error.textContent = "";
+      error.hidden = true;
+    }
+  }
+
+  function showFormErrors(messages) {
+    summary.textContent = "";
+    (messages || []).forEach(function (m) { var p = document.createElement("p"); p.textContent = m; summary.appendChild(p); });
+    summary.hidden = !messages || !messages.length;
+  }
+
+  function succeed(data) {
+    var p = document.createElement("p");
+    p.className = "optin-success";
+    p.textContent = data.message;
+    status.appendChild(p);
+    form.remove();
+    if (data.redirect && /^https?:\/\//.test(data.redirect)) {
+      if (window.parent !== window) window.parent.postMessage({ type: "optin:redirect", url: data.redirect }, "*");
+      try { window.top.location.href = data.redirect; } catch (e) {
+        var a = document.createElement("a"); a.href = data.redirect; a.target = "_top"; a.textContent = "Continue";
+        var wrap = document.createElement("p"); wrap.appendChild(a); status.appendChild(wrap);
+      }
+    }
+  }
+
+  function fail(data) {
+    var errors = data.errors || {}, first = null;
+    Array.prototype.forEach.call(form.querySelectorAll(".optin-field input"), function (input) {
+      setError(input, errors[input.name]);
+      if (errors[input.name] && !first) first = input;
+    });
+    showFormErrors(errors._form);
+    if (data.token) form.elements.token.value = data.token;
+    if (errors._form) summary.focus(); else if (first) first.focus();
+  }
+
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    fetch(form.action, {
+      method: "POST",
+      headers: { "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams(new FormData(form)).toString(),
+      credentials: "omit"
+    }).then(function (response) {
+      return response.json().catch(function () { return { errors: { _form: ["Something went wrong. Please try again."] } }; });
+    }).then(function (data) {
+      if (data.ok) succeed(data); else fail(data);
+    }, function () {
+      fail({ errors: { _form: ["We could not reach the server. Check your connection and try again."] } });
+    }).then(function () {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    });
+  });
+})();
