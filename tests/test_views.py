@@ -1,0 +1,184 @@
+"""The form from a visitor's side, through the Flask app against the sandbox on loopback."""
+
+import re
+
+import pytest
+
+from conftest import API_KEY, API_SECRET, SECRET_KEY, extract_token
+
+
+def errors_in(html: str) -> list[str]:
+    return [e for e in re.findall(r'class="optin-error"[^>]*>([^<]*)<', html) if e]
+
+
+def test_the_form_shows_title_description_fields_with_labels_and_button(client):
+    html = client.get("/f/launch").get_data(as_text=True)
+    for text in ("Get launch updates", "One email when we ship.", "Notify me"):
+        assert text in html
+    for name, label in (("email", "Email address"), ("first_name", "First name"), ("company", "Company")):
+        assert f'<label for="{name}">{label}' in html
+        assert f'name="{name}"' in html
+    assert html.index('name="email"') < html.index('name="first_name"') < html.index('name="company"')
+
+
+def test_the_landing_page_is_a_page_of_its_own(client):
+    response = client.get("/p/launch")
+    assert response.status_code == 200
+    assert "Get launch updates" in response.get_data(as_text=True)
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_no_cookie_is_set_or_needed(client, post_form):
+    response = client.get("/f/launch")
+    assert "Set-Cookie" not in response.headers
+    client._cookies.clear()
+    assert post_form(data={"email": "a@example.com", "company": "Acme"}).status_code == 303
+
+
+def test_a_valid_signup_reaches_convertkit_with_the_right_json(post_form, ck, services):
+    response = post_form(data={"email": "Ann@Example.com", "first_name": "Ann", "company": "Acme"})
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/f/launch/thanks")
+    [sent] = ck.requests(path_contains="subscribe")
+    assert sent["path"] == "/v3/forms/4242/subscribe"
+    assert sent["json"] == {"api_key": "***", "email": "Ann@example.com", "first_name": "Ann",
+                            "fields": {"company": "Acme"}, "tags": [101, 102]}
+    [signup] = services.signups.find()
+    assert signup.status == "delivered" and signup.email == "Ann@example.com"
+    assert signup.ip_hash and "127.0.0.1" not in signup.ip_hash
+
+
+def test_the_success_page_after_redirect(client, post_form):
+    response = post_form(data={"email": "a@example.com", "company": "Acme"}, follow_redirects=True)
+    assert response.status_code == 200
+    assert "Thanks! Check your inbox." in response.get_data(as_text=True)
+
+
+def test_a_redirect_url_sends_the_landing_page_visitor_on(post_form):
+    response = post_form("redirecting", {"email": "a@example.com"}, page="p")
+    assert response.status_code == 303 and response.headers["Location"] == "https://example.com/thanks"
+
+
+def test_local_validation_errors_sit_beside_their_fields_and_keep_the_input(post_form, ck, services):
+    response = post_form(data={"email": "not-an-address", "first_name": "Bob"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert errors_in(html) == ["Please enter a valid email address, like name@example.com.",
+                               "Please fill in company."]
+    assert 'value="not-an-address"' in html and 'value="Bob"' in html
+    assert 'aria-invalid="true"' in html and 'aria-describedby="email-error"' in html
+    assert ck.requests() == [] and services.signups.find() == []
+
+
+def test_json_mode(post_form):
+    ok = post_form(data={"email": "a@example.com", "company": "Acme"}, json_mode=True)
+    assert ok.status_code == 200
+    assert ok.json == {"ok": True, "message": "Thanks! Check your inbox.", "redirect": None}
+    bad = post_form(data={"email": ""}, json_mode=True)
+    assert bad.status_code == 422
+    assert bad.json["errors"] == {"email": ["Please enter your email address."], "company": ["Please fill in company."]}
+    assert bad.json["token"]
+
+
+def test_a_convertkit_422_is_shown_in_the_form_and_the_signup_rejected(post_form, ck, services):
+    response = post_form(data={"email": "invalid@example.com", "company": "Acme"})
+    assert response.status_code == 422
+    assert errors_in(response.get_data(as_text=True)) == ["Email address is invalid"]
+    [signup] = services.signups.find()
+    assert signup.status == "rejected" and "Email address is invalid" in signup.last_error
+
+
+@pytest.mark.parametrize("fault", [
+    {"status": 401, "body": '{"error": "Authorization Failed", "message": "API Key not valid"}',
+     "content_type": "application/json"},
+    {"status": 500, "body": "<html><h1>Internal Server Error</h1></html>", "content_type": "text/html"},
+    {"status": 429, "body": "Retry later", "content_type": "text/plain"},
+    {"status": 503, "body": "", "content_type": "text/plain"},
+])
+def test_convertkit_trouble_keeps_the_signup_pending_and_the_visitor_sees_success(post_form, ck, services, fault):
+    ck.faults([{**fault, "path_contains": "subscribe"}])
+    response = post_form(data={"email": "a@example.com", "company": "Acme"}, follow_redirects=True)
+    assert response.status_code == 200 and "Thanks! Check your inbox." in response.get_data(as_text=True)
+    [signup] = services.signups.find()
+    assert signup.status == "pending" and signup.last_error
+
+
+def test_a_401_is_logged_loudly_without_the_key(post_form, ck, caplog):
+    ck.configure(api_key="someone-elses-key")
+    post_form(data={"email": "a@example.com", "company": "Acme"})
+    assert any(r.levelname == "ERROR" and "401" in r.getMessage() for r in caplog.records)
+    assert API_KEY not in caplog.text and "a@example.com" not in caplog.text
+
+
+def test_a_timeout_keeps_the_signup_pending(make_app, ck):
+    app = make_app(CONVERTKIT_TIMEOUT="0.3")
+    client = app.test_client()
+    ck.faults([{"delay": 1.5, "path_contains": "subscribe"}])
+    token = extract_token(client.get("/f/simple").get_data(as_text=True))
+    assert client.post("/f/simple", data={"token": token, "email": "a@example.com"}).status_code == 303
+    [signup] = app.extensions["optin"].signups.find()
+    assert signup.status == "pending" and "Timeout" in signup.last_error
+
+
+def test_honeypot_looks_like_success_and_forwards_nothing(post_form, ck, services):
+    response = post_form(data={"email": "bot@example.com", "company": "Bots", "hp": "http://spam"})
+    assert response.status_code == 303
+    assert ck.requests() == [] and services.signups.find() == []
+
+
+def test_an_expired_token_rerenders_with_input_kept_and_a_fresh_token(make_app, ck):
+    app = make_app(TOKEN_MAX_AGE="1")
+    client = app.test_client()
+    signer = app.extensions["optin"].intake.signer
+    signer.clock = lambda: 1_000_000.0
+    old = signer.issue("simple")
+    signer.clock = lambda: 1_000_010.0
+    response = client.post("/f/simple", data={"token": old, "email": "late@example.com"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "open for a long time" in html and 'value="late@example.com"' in html
+    assert extract_token(html) != old
+    assert ck.requests() == []
+
+
+def test_a_too_fast_post_is_not_forwarded(make_app, ck):
+    client = make_app(MIN_FILL_SECONDS="30").test_client()
+    token = extract_token(client.get("/f/simple").get_data(as_text=True))
+    response = client.post("/f/simple", data={"token": token, "email": "quick@example.com"})
+    assert response.status_code == 422 and ck.requests() == []
+
+
+@pytest.mark.parametrize("path", ["/f/nope", "/p/nope", "/f/..%2Fetc", "/nothing"])
+def test_unknown_pages_are_404_pages(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert "There is no form here" in response.get_data(as_text=True)
+
+
+def test_healthz(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json["ok"] is True
+
+
+def test_the_index_lists_forms_with_snippets(client):
+    html = client.get("/").get_data(as_text=True)
+    assert 'data-form="launch"' in html and "/f/simple" in html and "<iframe" in html
+
+
+def test_the_index_is_off_unless_asked_for(make_app):
+    assert make_app(SHOW_INDEX="").test_client().get("/").status_code == 404
+
+
+def test_no_route_leaks_a_secret(client, post_form, ck):
+    ck.configure(api_key="rotated")  # a 401 inline: the error path must not echo the key either
+    responses = [client.get(p) for p in ("/", "/f/launch", "/p/launch", "/embed.js", "/healthz", "/f/x",
+                                         "/static/form.js", "/static/form.css", "/f/launch/thanks")]
+    responses += [post_form(data={"email": "a@example.com", "company": "A"}, follow_redirects=True),
+                  post_form(data={"email": "bad"}, json_mode=True),
+                  post_form(data={"email": "invalid@example.com", "company": "A"}),
+                  client.post("/f/launch", data="{", headers={"Content-Type": "application/json"})]
+    for response in responses:
+        blob = response.get_data(as_text=True) + str(response.headers)
+        response.close()  # static files are streamed from disk
+        for secret in (API_KEY, API_SECRET, SECRET_KEY):
+            assert secret not in blob, response.request.path
