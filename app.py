@@ -83,7 +83,8 @@ def build_services(settings: Settings) -> Services:
     signups = Signups(db)
     api = convertkit.Client(settings.api_key, api_secret=settings.api_secret, base_url=settings.api_url,
                             timeout=(min(3.05, settings.api_timeout), settings.api_timeout))
-    delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=Pauses(db), client=api,
+    pauses = Pauses(db, first_check_after=settings.pause_check_seconds)
+    delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=pauses, client=api,
                         clock=time.time)
     signer = TokenSigner(settings.secret_key, min_age=settings.min_fill_seconds, max_age=settings.token_max_age)
     intake = Intake(

@@ -31,8 +31,9 @@ class Outcome:
 class Pauses:
     """Delivery stops for a bad key (401/403) or a missing form (404) until a check passes or an operator retries."""
 
-    def __init__(self, db):
+    def __init__(self, db, *, first_check_after: float = 60.0):
         self.db = db
+        self.first_check_after = first_check_after
 
     def active(self) -> list[dict]:
         with self.db.engine.connect() as conn:
@@ -44,11 +45,11 @@ class Pauses:
             conn.execute(sa.text(
                 "INSERT INTO pauses (scope, reason, since, next_check_at, checks) VALUES (:s, :r, :now, :next, 0)"
                 " ON CONFLICT (scope) DO UPDATE SET reason = :r"
-            ), {"s": scope, "r": reason[:300], "now": now, "next": now + 60})
+            ), {"s": scope, "r": reason[:300], "now": now, "next": now + self.first_check_after})
 
     def reschedule(self, scope: str, checks: int) -> None:
         with self.db.transaction() as conn:
-            delay = min(60 * 2 ** checks, 900)
+            delay = min(self.first_check_after * 2 ** checks, 900)
             conn.execute(sa.text("UPDATE pauses SET next_check_at = :next, checks = :c WHERE scope = :s"),
                          {"s": scope, "next": self.db.now(conn) + delay, "c": checks + 1})
 
@@ -154,7 +155,8 @@ class Delivery:
         now = self.clock()
         first = signup.first_failed_at if signup.first_failed_at is not None else now
         failed = now - first >= self.settings.retry_budget_hours * 3600
-        delay = random.uniform(0.5, 1.0) * min(10 * 2 ** signup.attempts, 3600)
+        base = self.settings.retry_base_seconds
+        delay = random.uniform(0.5, 1.0) * min(base * 2 ** signup.attempts, 3600)
         error = f"{type(exc).__name__}: {exc}"
         self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + delay, error=error, failed=failed)
         if failed:

@@ -46,6 +46,9 @@ class Settings:
     trusted_proxy_hops: int = 1
     api_timeout: float = 5.0
     retry_budget_hours: float = 72.0
+    retry_base_seconds: float = 10.0
+    pause_check_seconds: float = 60.0
+    lease_seconds: float | None = None
     ip_limit: RateLimit = RateLimit(10, 60)
     email_limit: RateLimit = RateLimit(5, 86400)
     min_fill_seconds: float = 2.0
@@ -118,7 +121,10 @@ class Settings:
             rate_limit=limit("CONVERTKIT_RATE_LIMIT", RateLimit(120, 60)),
             trusted_proxy_hops=int(number("TRUSTED_PROXY_HOPS", 1)),
             api_timeout=number("CONVERTKIT_TIMEOUT", 5.0, minimum=0.1),
-            retry_budget_hours=number("DELIVERY_RETRY_HOURS", 72.0, minimum=0.001),
+            retry_budget_hours=number("DELIVERY_RETRY_HOURS", 72.0, minimum=0.0001),
+            retry_base_seconds=number("DELIVERY_RETRY_BASE_SECONDS", 10.0, minimum=0.01),
+            pause_check_seconds=number("DELIVERY_PAUSE_CHECK_SECONDS", 60.0, minimum=0.1),
+            lease_seconds=number("DELIVERY_LEASE_SECONDS", 0) or None,
             ip_limit=limit("RATE_LIMIT_PER_IP", RateLimit(10, 60)),
             email_limit=limit("RATE_LIMIT_PER_EMAIL", RateLimit(5, 86400)),
             min_fill_seconds=number("MIN_FILL_SECONDS", 2.0),

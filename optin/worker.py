@@ -24,7 +24,9 @@ class Worker:
         self.signups = delivery.signups
         self.pauses = delivery.pauses
         self.poll = poll
-        self.lease_seconds = lease_seconds or delivery.hold + 30
+        # A lease must outlast one delivery (the slot's hold) so two workers never send the same signup at once.
+        self.lease_seconds = max(lease_seconds or delivery.settings.lease_seconds or delivery.hold + 30,
+                                 delivery.hold + 1)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self.stop = threading.Event()
 

@@ -1,0 +1,215 @@
+"""Never lose a signup: the worker process against a ConvertKit that fails in every way it can."""
+
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from conftest import extract_token, wait_until
+
+
+def fast_env(env, **extra):
+    """Retries and pause checks scaled from minutes to fractions of a second."""
+    return {**env, "CONVERTKIT_TIMEOUT": "0.5", "DELIVERY_RETRY_BASE_SECONDS": "0.05",
+            "DELIVERY_PAUSE_CHECK_SECONDS": "0.3", "CONVERTKIT_RATE_LIMIT": "100/1", **extra}
+
+
+def record(services, n, form="simple", prefix="person"):
+    """Signups as the web stored them, before any attempt: the queue the worker must drain."""
+    spec = services.forms[form]
+    return [services.signups.record(form_slug=form, convertkit_form_id=spec.convertkit_form_id,
+                                    email=f"{prefix}{i}@example.com", first_name=None, fields={}, tags=(),
+                                    ip_hash=None) for i in range(n)]
+
+
+def delivered_emails(ck):
+    return [r["json"]["email"] for r in ck.requests(path_contains="subscribe") if r["status"] == 200]
+
+
+def wait_all_finished(services, timeout=60):
+    def done():
+        statuses = [s.status for s in services.signups.find()]
+        return statuses and all(s != "pending" for s in statuses)
+    wait_until(done, timeout, f"still pending: {services.signups.counts()}")
+
+
+@pytest.mark.parametrize("faults", [
+    pytest.param([{"status": 429, "body": "Retry later", "content_type": "text/plain", "times": 3}], id="429s"),
+    pytest.param([{"status": 500, "body": "<html><body>Oops</body></html>", "content_type": "text/html",
+                   "times": 4}], id="500-html"),
+    pytest.param([{"status": 502, "body": "", "times": 2}, {"status": 504, "body": "<html>gw</html>",
+                                                           "content_type": "text/html", "times": 2}], id="502-504"),
+    pytest.param([{"delay": 1.0, "times": 3}], id="timeouts"),
+    pytest.param([{"close": True, "times": 3}], id="connection-dropped"),
+])
+def test_every_accepted_signup_is_delivered_once_through_faults(make_app, env, ck, worker, faults):
+    env = fast_env(env)
+    services = make_app(**env).extensions["optin"]
+    record(services, 6)
+    ck.faults([{**f, "path_contains": "subscribe"} for f in faults])
+    worker(env)
+    wait_all_finished(services)
+    assert {s.status for s in services.signups.find()} == {"delivered"}
+    emails = delivered_emails(ck)
+    assert sorted(emails) == sorted(f"person{i}@example.com" for i in range(6))  # none lost, none twice
+
+
+def test_connection_refused_until_convertkit_comes_back(make_app, env, ck, worker):
+    from conftest import free_port
+    from convertkit.sandbox import SandboxServer
+
+    port = free_port()
+    env = fast_env(env, CONVERTKIT_API_URL=f"http://127.0.0.1:{port}/v3/")
+    services = make_app(**env).extensions["optin"]
+    record(services, 3)
+    worker(env)
+    wait_until(lambda: all("APIConnectionError" in (s.last_error or "") for s in services.signups.find()), 20,
+               "the worker never tried")
+    with SandboxServer(api_key=env["CONVERTKIT_API_KEY"], port=port) as late:
+        wait_all_finished(services, timeout=60)
+        assert sorted(r["json"]["email"] for r in late.requests(path_contains="subscribe")) == \
+            [f"person{i}@example.com" for i in range(3)]
+
+
+def test_a_wrong_key_pauses_delivery_then_resumes_by_itself(make_app, env, ck, worker):
+    env = fast_env(env)
+    app = make_app(**env)
+    services = app.extensions["optin"]
+    ck.configure(api_key="not-the-key-we-use")
+    record(services, 4)
+    worker(env)
+    wait_until(lambda: services.delivery.pauses.active(), 20, "delivery was not paused")
+    health = app.test_client().get("/healthz")
+    assert health.status_code == 503 and "401" in health.json["problems"][0]
+    attempts = len(ck.requests(path_contains="subscribe"))
+    assert attempts == 1  # paused after the first 401, instead of burning every signup's budget
+    ck.configure(api_key=env["CONVERTKIT_API_KEY"])  # the operator fixed the key in ConvertKit
+    wait_all_finished(services)
+    assert sorted(delivered_emails(ck)) == [f"person{i}@example.com" for i in range(4)]
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_an_unknown_form_pauses_only_that_form(make_app, env, ck, worker):
+    env = fast_env(env)
+    services = make_app(**env).extensions["optin"]
+    record(services, 2, form="ghost", prefix="ghost")
+    record(services, 3)
+    worker(env)
+    wait_until(lambda: len(delivered_emails(ck)) == 3, 30, "the healthy form was held up")
+    assert [p["scope"] for p in services.delivery.pauses.active()] == ["form:999999"]
+    assert {s.status for s in services.signups.find(form="ghost")} == {"pending"}
+    ck.configure(forms={"999999": "Created at last"})
+    wait_all_finished(services)
+    assert services.delivery.pauses.active() == []
+
+
+def test_a_convertkit_422_is_rejected_with_its_message(make_app, env, ck, worker):
+    env = fast_env(env)
+    services = make_app(**env).extensions["optin"]
+    record(services, 1, prefix="invalid")
+    worker(env)
+    wait_all_finished(services)
+    [signup] = services.signups.find()
+    assert signup.status == "rejected" and "Email address is invalid" in signup.last_error
+
+
+def test_a_signup_fails_after_the_retry_budget(make_app, env, ck, worker):
+    env = fast_env(env, DELIVERY_RETRY_HOURS="0.0003")  # about one second
+    services = make_app(**env).extensions["optin"]
+    record(services, 1)
+    ck.faults([{"status": 500, "times": 1000, "path_contains": "subscribe"}])
+    worker(env)
+    wait_all_finished(services)
+    [signup] = services.signups.find()
+    assert signup.status == "failed" and "ServerError" in signup.last_error and signup.attempts >= 2
+
+
+def test_sigkill_mid_delivery_loses_nothing(make_app, env, ck, worker):
+    env = fast_env(env, CONVERTKIT_TIMEOUT="3", DELIVERY_LEASE_SECONDS="8")
+    services = make_app(**env).extensions["optin"]
+    record(services, 5)
+    ck.configure(latency=1.5)
+    first = worker(env)
+    wait_until(lambda: any(s.attempts == 0 for s in services.signups.find()) and
+               ck.requests(path_contains="subscribe"), 20, "the first worker never started a delivery")
+    first.signal(signal.SIGKILL)
+    first.proc.wait(10)
+    ck.configure(latency=0)
+    worker(env)
+    wait_all_finished(services, timeout=90)
+    assert {s.status for s in services.signups.find()} == {"delivered"}
+    assert set(delivered_emails(ck)) == {f"person{i}@example.com" for i in range(5)}
+
+
+def test_sigterm_finishes_the_signup_in_hand_and_exits_promptly(make_app, env, ck, worker):
+    env = fast_env(env, CONVERTKIT_TIMEOUT="5")
+    services = make_app(**env).extensions["optin"]
+    record(services, 3)
+    ck.configure(latency=2)
+    process = worker(env)
+    wait_until(lambda: ck.requests(path_contains="subscribe"), 20, "no delivery started")
+    started = time.monotonic()
+    process.signal(signal.SIGTERM)
+    process.proc.wait(30)
+    assert time.monotonic() - started < 10
+    assert process.proc.returncode == 0
+    statuses = [s.status for s in services.signups.find()]
+    assert statuses.count("delivered") == 1 and statuses.count("pending") == 2
+
+
+def test_web_answers_at_once_when_the_limit_has_no_room(gunicorn, make_app, env, ck):
+    env = {**env, "CONVERTKIT_RATE_LIMIT": "2/60"}
+    web = gunicorn(env)
+    answers = []
+    for i in range(5):
+        session = requests.Session()
+        token = extract_token(session.get(f"{web.url}/f/simple", timeout=5).text)
+        answers.append(session.post(f"{web.url}/f/simple", data={"token": token, "email": f"p{i}@example.com"},
+                                    headers={"Accept": "application/json"}, timeout=5).json())
+    assert all(a["ok"] for a in answers)
+    assert len(ck.requests(path_contains="subscribe")) == 2
+    counts = make_app(**env).extensions["optin"].signups.counts()
+    assert counts["delivered"] == 2 and counts["pending"] == 3
+
+
+def _arrivals_within_limit(arrivals, count, seconds):
+    arrivals = sorted(arrivals)
+    return all(arrivals[i + count] - arrivals[i] >= seconds for i in range(len(arrivals) - count))
+
+
+@pytest.mark.postgres
+def test_two_workers_and_web_traffic_never_exceed_the_limit_on_postgres(
+        postgres_url, make_app, env, ck, worker, gunicorn):
+    env = fast_env(env, DATABASE_URL=postgres_url, CONVERTKIT_RATE_LIMIT="8/2", CONVERTKIT_TIMEOUT="2")
+    from optin.db import Database
+    Database(postgres_url).migrate()
+    ck.configure(rate_limit="8/2", latency=0.05)
+    services = make_app(**env).extensions["optin"]
+    record(services, 20)
+    web = gunicorn(env)
+    worker(env)
+    worker(env)
+    errors = []
+
+    def visitors():
+        for i in range(12):
+            try:
+                session = requests.Session()
+                token = extract_token(session.get(f"{web.url}/f/simple", timeout=5).text)
+                session.post(f"{web.url}/f/simple", data={"token": token, "email": f"web{i}@example.com"},
+                             headers={"Accept": "application/json"}, timeout=10).raise_for_status()
+            except requests.RequestException as exc:
+                errors.append(exc)
+            time.sleep(0.15)
+
+    thread = threading.Thread(target=visitors)
+    thread.start()
+    thread.join(60)
+    assert not errors
+    wait_all_finished(services, timeout=90)
+    log = ck.requests()
+    assert not [r for r in log if r["status"] == 429], "ConvertKit saw more than the limit"
+    assert _arrivals_within_limit([r["at"] for r in log], 8, 2.0)
+    assert len(delivered_emails(ck)) == len(set(delivered_emails(ck))) == 32
