@@ -1,0 +1,254 @@
+"""ConvertKit v3 client: one session, one request path, typed errors, no secret in a repr or log."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import threading
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from .errors import (
+    APIConnectionError,
+    APITimeout,
+    ConvertKitError,
+    MissingSecret,
+    error_for_status,
+    redact,
+)
+
+DEFAULT_BASE_URL = "https://api.convertkit.com/v3/"
+DEFAULT_TIMEOUT = (3.05, 5.0)
+DEFAULT_USER_AGENT = "convertkit-optin/0.1 (+python-requests)"
+
+# urllib3 logs request URLs here, and GET calls carry a credential in the query string.
+_URL_LOGGERS = (
+    "urllib3.connection",
+    "urllib3.connectionpool",
+    "urllib3.poolmanager",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+
+class _RedactCredentials(logging.Filter):
+    """Keeps every live client's key and secret out of urllib3's debug and warning lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def add(self, client: Client) -> None:
+        with self._lock:
+            self._clients.add(client)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets = [value for client in self._clients for value in client._credentials()]
+        if secrets:
+            text = record.getMessage()
+            clean = redact(text, secrets)
+            if clean != text:
+                record.msg, record.args = clean, ()
+        return True
+
+
+_log_filter = _RedactCredentials()
+for _name in _URL_LOGGERS:
+    logging.getLogger(_name).addFilter(_log_filter)
+
+
+def _scrub_chain(exc: BaseException, secrets: Iterable[str | None]) -> None:
+    """requests' messages embed the full URL; a logged traceback of them must not show a key."""
+    secrets = tuple(secrets)
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current)
+        clean = redact(text, secrets)
+        if clean != text:
+            current.args = (clean,)
+        pending += [current.__cause__, current.__context__]
+
+
+def _resource_id(value: int | str, what: str) -> str:
+    """Ids go into the URL path, so anything but digits could address another endpoint."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return text
+
+
+def _field(data: dict[str, Any], key: str) -> Any:
+    """A 2xx without the expected field is a broken answer, not a success to build on."""
+    if key not in data:
+        raise ConvertKitError(f"ConvertKit's answer has no {key!r} field.")
+    return data[key]
+
+
+class Client:
+    """ConvertKit v3 API; the instance owns its HTTP session and is safe to repr or log."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_secret: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        session: requests.Session | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("api_key is empty")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        self._api_key = api_key
+        self._api_secret = api_secret or None
+        self._host = parts.netloc.rpartition("@")[2]
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.timeout = timeout
+        self.user_agent = user_agent
+        self._owns_session = session is None
+        self.session = session if session is not None else requests.Session()
+        _log_filter.add(self)
+
+    def _credentials(self) -> tuple[str, ...]:
+        return tuple(value for value in (self._api_key, self._api_secret) if value)
+
+    def __repr__(self) -> str:
+        tail = self._api_key[-4:] if len(self._api_key) >= 12 else ""
+        return f"Client(base_url={self.base_url!r}, api_key='…{tail}')"
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        secret: bool = False,
+    ) -> dict[str, Any]:
+        """The one way out, so credentials, timeouts and error mapping cannot be skipped."""
+        method = method.upper()
+        name, credential = (
+            ("api_secret", self._api_secret) if secret else ("api_key", self._api_key)
+        )
+        if not credential:
+            raise MissingSecret()
+        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
+        query = dict(params or {})
+        data = None
+        if method in ("GET", "HEAD"):
+            query[name] = credential
+        else:
+            data = jsonlib.dumps({**(json or {}), name: credential}).encode("utf-8")
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        try:
+            response = self.session.request(
+                method,
+                self.base_url + path.lstrip("/"),
+                params=query or None,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            _scrub_chain(exc, self._credentials())
+            raise APITimeout(
+                f"timed out talking to ConvertKit at {self._host}: {type(exc).__name__}"
+            ) from exc
+        except requests.RequestException as exc:
+            _scrub_chain(exc, self._credentials())
+            raise APIConnectionError(
+                f"could not reach ConvertKit at {self._host}: {type(exc).__name__}"
+            ) from exc
+        if not 200 <= response.status_code < 300:
+            raise error_for_status(
+                response.status_code, response.text, redact_values=self._credentials()
+            )
+        try:
+            parsed = response.json()
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+    def subscribe_to_form(
+        self,
+        form_id: int | str,
+        email: str,
+        *,
+        first_name: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        tags: Iterable[int] | None = None,
+    ) -> dict[str, Any]:
+        """Subscribing via the form keeps the form's double opt-in and incentive email."""
+        path = f"forms/{_resource_id(form_id, 'form_id')}/subscribe"
+        body = _subscriber(email, first_name=first_name, fields=fields, tags=tags)
+        return _field(self.request("POST", path, json=body), "subscription")
+
+    def subscribe_to_tag(
+        self,
+        tag_id: int | str,
+        email: str,
+        *,
+        first_name: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        tags: Iterable[int] | None = None,
+    ) -> dict[str, Any]:
+        path = f"tags/{_resource_id(tag_id, 'tag_id')}/subscribe"
+        body = _subscriber(email, first_name=first_name, fields=fields, tags=tags)
+        return _field(self.request("POST", path, json=body), "subscription")
+
+    def forms(self) -> list[dict[str, Any]]:
+        return _field(self.request("GET", "forms"), "forms")
+
+    def tags(self) -> list[dict[str, Any]]:
+        return _field(self.request("GET", "tags"), "tags")
+
+    def custom_fields(self) -> list[dict[str, Any]]:
+        return _field(self.request("GET", "custom_fields"), "custom_fields")
+
+    def account(self) -> dict[str, Any]:
+        """A cheap check that the secret works (the public key cannot stand in for it)."""
+        return self.request("GET", "account", secret=True)
+
+
+def _subscriber(
+    email: str,
+    *,
+    first_name: str | None,
+    fields: Mapping[str, Any] | None,
+    tags: Iterable[int] | None,
+) -> dict[str, Any]:
+    """Only documented, non-empty fields: the deprecated name/courses/forms are never sent."""
+    body: dict[str, Any] = {"email": email}
+    if first_name:
+        body["first_name"] = first_name
+    if fields:
+        body["fields"] = dict(fields)
+    tag_ids = [int(_resource_id(tag, "tag id")) for tag in tags or ()]
+    if tag_ids:
+        body["tags"] = tag_ids
+    return body
