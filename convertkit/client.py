@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from .errors import (
     APIConnectionError,
@@ -177,12 +178,14 @@ class Client:
         except requests.Timeout as exc:
             _scrub_chain(exc, self._credentials())
             raise APITimeout(
-                f"timed out talking to ConvertKit at {self._host}: {type(exc).__name__}"
+                f"timed out talking to ConvertKit at {self._host}: {type(exc).__name__}",
+                may_have_arrived=_connected(exc),
             ) from exc
         except requests.RequestException as exc:
             _scrub_chain(exc, self._credentials())
             raise APIConnectionError(
-                f"could not reach ConvertKit at {self._host}: {type(exc).__name__}"
+                f"could not reach ConvertKit at {self._host}: {type(exc).__name__}",
+                may_have_arrived=_connected(exc),
             ) from exc
         if not 200 <= response.status_code < 300:
             raise error_for_status(
@@ -230,9 +233,27 @@ class Client:
     def custom_fields(self) -> list[dict[str, Any]]:
         return _field(self.request("GET", "custom_fields"), "custom_fields")
 
+    @property
+    def has_secret(self) -> bool:
+        return bool(self._api_secret)
+
+    def find_subscriber(self, email: str) -> dict[str, Any] | None:
+        """Look an address up (needs api_secret): tells whether a request that got no answer arrived."""
+        found = _field(self.request("GET", "subscribers", params={"email_address": email}, secret=True),
+                       "subscribers")
+        return found[0] if found else None
+
     def account(self) -> dict[str, Any]:
         """A cheap check that the secret works (the public key cannot stand in for it)."""
         return self.request("GET", "account", secret=True)
+
+
+def _connected(exc: requests.RequestException) -> bool:
+    """False when the failure came before a connection existed (refused, DNS, connect time-out)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError is one
 
 
 def _subscriber(

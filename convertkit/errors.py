@@ -49,6 +49,11 @@ class APIConnectionError(ConvertKitError):
 
     default_message = "Could not reach ConvertKit."
 
+    def __init__(self, message: str | None = None, *, may_have_arrived: bool = True, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        # False only when no connection was ever made: then a retry cannot be a duplicate.
+        self.may_have_arrived = may_have_arrived
+
 
 class APITimeout(APIConnectionError):
     default_message = "ConvertKit did not answer in time."

@@ -45,7 +45,7 @@ def check_command():
     client = services().delivery.client
     try:
         forms = {int(f["id"]): f.get("name") for f in client.forms()}
-        if client.api_secret:
+        if client.has_secret:
             client.account()
     except convertkit.ConvertKitError as exc:
         raise click.ClickException(f"ConvertKit refused the check: {exc}") from None

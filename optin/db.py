@@ -30,6 +30,7 @@ MIGRATIONS: list[list[str]] = [
             lease_owner TEXT,
             first_failed_at DOUBLE PRECISION,
             last_attempt_at DOUBLE PRECISION,
+            unconfirmed_at DOUBLE PRECISION,
             last_error TEXT,
             finished_at DOUBLE PRECISION,
             subscriber_id BIGINT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import random
@@ -98,6 +99,8 @@ class Delivery:
 
     def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
         """Send one signup (the caller holds a slot and the lease) and record what ConvertKit said."""
+        if signup.unconfirmed_at is not None and self.client.has_secret:
+            return self._confirm(signup, owner, slot)
         try:
             answer = self.client.subscribe_to_form(
                 signup.convertkit_form_id, signup.email, first_name=signup.first_name,
@@ -120,6 +123,23 @@ class Delivery:
             self.windows.clear_strikes(self.rate_scope)
         log.info("signup %s delivered (form %s, %s)", signup.id, signup.form_slug, mask_email(signup.email))
         return Outcome("delivered")
+
+    def _confirm(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
+        """The last attempt got no answer: ask whether it arrived before sending again (and emailing twice)."""
+        try:
+            found = self.client.find_subscriber(signup.email)
+        except convertkit.ConvertKitError as exc:
+            return self._transient(signup, owner, exc)
+        finally:
+            self.windows.finish(slot)
+        now = self.clock()
+        if found and _created_at(found) >= signup.unconfirmed_at - 300:
+            self.signups.mark_delivered(signup, owner, at=now, subscriber_id=found.get("id"))
+            log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
+            return Outcome("delivered")
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, counted=False,
+                                error=(signup.last_error or "") + " (checked: not at ConvertKit yet)")
+        return Outcome("retry")
 
     def _rejected(self, signup, owner, exc) -> Outcome:
         message = exc.message or "ConvertKit did not accept this address."
@@ -158,9 +178,18 @@ class Delivery:
         base = self.settings.retry_base_seconds
         delay = random.uniform(0.5, 1.0) * min(base * 2 ** signup.attempts, 3600)
         error = f"{type(exc).__name__}: {exc}"
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + delay, error=error, failed=failed)
+        unconfirmed = isinstance(exc, convertkit.APIConnectionError) and exc.may_have_arrived
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + delay, error=error, failed=failed,
+                                unconfirmed=unconfirmed)
         if failed:
             log.error("signup %s failed after the retry budget: %s", signup.id, error)
         else:
             log.warning("signup %s will be retried in %.0f s: %s", signup.id, delay, error)
         return Outcome("retry", message=error)
+
+
+def _created_at(subscriber: dict) -> float:
+    try:
+        return dt.datetime.fromisoformat(str(subscriber.get("created_at"))).timestamp()
+    except ValueError:
+        return 0.0

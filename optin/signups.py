@@ -30,6 +30,7 @@ class Signup:
     next_attempt_at: float = 0.0
     first_failed_at: float | None = None
     last_attempt_at: float | None = None
+    unconfirmed_at: float | None = None  # sent, but no answer came: ConvertKit may already have it
     last_error: str | None = None
     finished_at: float | None = None
     subscriber_id: int | None = None
@@ -132,9 +133,10 @@ class Signups:
         })
 
     def mark_retry(self, signup: Signup, owner: str | None, *, at: float, next_attempt_at: float, error: str,
-                   failed: bool = False, counted: bool = True) -> bool:
+                   failed: bool = False, counted: bool = True, unconfirmed: bool = False) -> bool:
         values = {
             "next_attempt_at": next_attempt_at, "last_attempt_at": at, "last_error": error[:500],
+            "unconfirmed_at": at if unconfirmed else None,
             "attempts": signup.attempts + (1 if counted else 0),
             "first_failed_at": signup.first_failed_at if signup.first_failed_at is not None else at,
         }

@@ -25,7 +25,8 @@ def record(services, n, form="simple", prefix="person"):
 
 
 def delivered_emails(ck):
-    return [r["json"]["email"] for r in ck.requests(path_contains="subscribe") if r["status"] == 200]
+    return [r["json"]["email"] for r in ck.requests(path_contains="/subscribe") if r["status"] == 200
+            and r["path"].endswith("/subscribe")]
 
 
 def wait_all_finished(services, timeout=60):
@@ -184,7 +185,9 @@ def test_two_workers_and_web_traffic_never_exceed_the_limit_on_postgres(
         postgres_url, make_app, env, ck, worker, gunicorn):
     env = fast_env(env, DATABASE_URL=postgres_url, CONVERTKIT_RATE_LIMIT="8/2", CONVERTKIT_TIMEOUT="2")
     from optin.db import Database
-    Database(postgres_url).migrate()
+    database = Database(postgres_url)
+    database.migrate()
+    database.dispose()
     ck.configure(rate_limit="8/2", latency=0.05)
     services = make_app(**env).extensions["optin"]
     record(services, 20)
