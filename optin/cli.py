@@ -8,6 +8,7 @@ import sys
 
 import click
 from flask import current_app
+from flask.cli import AppGroup, with_appcontext
 
 import convertkit
 
@@ -23,7 +24,15 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
 
 
+def cell(value) -> str:
+    """Visitors type these values: keep a spreadsheet from running one that starts like a formula."""
+    text = str(value)
+    risky = text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and len(text) > 1)
+    return "'" + text if risky else text
+
+
 @click.command("migrate")
+@with_appcontext
 def migrate_command():
     """Apply pending schema changes (the Procfile's release line runs this)."""
     applied = services().db.migrate()
@@ -31,6 +40,7 @@ def migrate_command():
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--poll", default=1.0, show_default=True, help="Seconds to sleep when nothing is due.")
 def worker_command(poll):
     """Deliver pending signups to ConvertKit until stopped (SIGTERM finishes the signup in hand)."""
@@ -40,6 +50,7 @@ def worker_command(poll):
 
 
 @click.command("check")
+@with_appcontext
 def check_command():
     """Check the API key (and secret, if set) and every configured form id against ConvertKit."""
     client = services().delivery.client
@@ -58,9 +69,7 @@ def check_command():
     click.echo("credentials ok")
 
 
-@click.group("signups")
-def signups_group():
-    """List, inspect, retry, export and purge stored signups."""
+signups_group = AppGroup("signups", help="List, inspect, retry, export and purge stored signups.")
 
 
 @signups_group.command("list")
@@ -117,7 +126,7 @@ def export_command(status, form, output):
     writer = csv.writer(output)
     writer.writerow(columns)
     for s in services().signups.find(status=status, form=form):
-        writer.writerow([
+        writer.writerow(cell(value) for value in [
             s.id, s.form_slug, s.convertkit_form_id, s.email, s.first_name or "",
             "; ".join(f"{k}={v}" for k, v in sorted(s.fields.items())), " ".join(map(str, s.tags)), s.status,
             s.attempts, when(s.created_at), when(s.finished_at), s.last_error or "",

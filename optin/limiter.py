@@ -90,8 +90,8 @@ class SqlWindows:
 _ACQUIRE = """
 local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local count, window, hold, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local until = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
-if until > now then return {0, tostring(until - now)} end
+local blocked = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
+if blocked > now then return {0, tostring(blocked - now)} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])
 if n >= count then

@@ -1,0 +1,82 @@
+"""The shared rolling window: exact in every window, the same on SQLite, PostgreSQL and Redis."""
+
+import threading
+import time
+
+import pytest
+
+from optin.db import Database
+from optin.limiter import RedisWindows, SqlWindows
+from optin.settings import RateLimit
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("redis", marks=pytest.mark.redis)])
+def windows(request, tmp_path):
+    if request.param == "redis":
+        import redis
+        client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
+        yield RedisWindows(client)
+        client.close()
+        return
+    url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    db = Database(url)
+    db.migrate()
+    yield SqlWindows(db)
+    db.dispose()
+
+
+def test_the_limit_holds_and_says_how_long_to_wait(windows):
+    limit = RateLimit(3, 2)
+    granted = [windows.acquire("k", limit) for _ in range(3)]
+    assert all(granted)
+    refused = windows.acquire("k", limit)
+    assert not refused and 1.5 < refused.wait <= 2.0
+    assert windows.acquire("other", limit), "scopes are independent"
+
+
+def test_a_slot_counts_until_its_answer_arrives_then_one_window_more(windows):
+    limit = RateLimit(1, 0.5)
+    verdict = windows.acquire("k", limit, hold=30)
+    time.sleep(0.6)
+    assert not windows.acquire("k", limit), "an unanswered request still counts"
+    windows.finish(verdict.slot)
+    assert not windows.acquire("k", limit), "and for one window after its answer"
+    time.sleep(0.6)
+    assert windows.acquire("k", limit)
+
+
+def test_a_cancelled_slot_frees_its_place(windows):
+    limit = RateLimit(1, 60)
+    verdict = windows.acquire("k", limit, hold=5)
+    windows.cancel(verdict.slot)
+    assert windows.acquire("k", limit)
+
+
+def test_a_block_stops_everyone_and_strikes_grow(windows):
+    windows.block("k", 0.5)
+    windows.block("k", 0.5)
+    assert windows.strikes("k") == 2
+    refused = windows.acquire("k", RateLimit(100, 1))
+    assert not refused and refused.wait <= 0.5
+    time.sleep(0.55)
+    assert windows.acquire("k", RateLimit(100, 1))
+    windows.clear_strikes("k")
+    assert windows.strikes("k") == 0
+
+
+def test_many_threads_at_once_never_get_more_than_the_limit(windows):
+    limit = RateLimit(10, 60)
+    grants = []
+
+    def hammer():
+        for _ in range(8):
+            if windows.acquire("crowd", limit):
+                grants.append(1)
+
+    threads = [threading.Thread(target=hammer) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(grants) == 10
