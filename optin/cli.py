@@ -31,14 +31,6 @@ def cell(value) -> str:
     return "'" + text if risky else text
 
 
-@click.command("migrate")
-@with_appcontext
-def migrate_command():
-    """Apply pending schema changes (the Procfile's release line runs this)."""
-    applied = services().db.migrate()
-    click.echo(f"applied schema versions {applied}" if applied else "schema is up to date")
-
-
 @click.command("worker")
 @with_appcontext
 @click.option("--poll", default=1.0, show_default=True, help="Seconds to sleep when nothing is due.")
@@ -148,5 +140,5 @@ def purge_command(email, yes):
 
 
 def init_app(app):
-    for command in (migrate_command, worker_command, check_command, signups_group):
+    for command in (worker_command, check_command, signups_group):
         app.cli.add_command(command)

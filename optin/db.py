@@ -66,7 +66,7 @@ ID_COLUMN = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSE
 
 
 class SchemaOutOfDate(RuntimeError):
-    """The database is behind the code: run `flask --app app migrate` (the Procfile's release line does)."""
+    """The database is behind the code: run `python -m optin.db migrate` (the Procfile's release line does)."""
 
 
 class Database:
@@ -146,3 +146,30 @@ def _sqlite_connect(dbapi_connection, _record):
 
 def _sqlite_begin(conn):
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m optin.db migrate`: the release step. Needs only DATABASE_URL, not the app's other secrets."""
+    import argparse
+    import os
+
+    from .settings import Settings
+
+    parser = argparse.ArgumentParser(prog="python -m optin.db", description=main.__doc__)
+    parser.add_argument("command", choices=["migrate", "version"])
+    args = parser.parse_args(argv)
+    url = Settings.database_url_from(os.environ)
+    db = Database(url)
+    try:
+        if args.command == "version":
+            print(f"schema version {db.version()} (code expects {len(MIGRATIONS)})")
+        else:
+            applied = db.migrate()
+            print(f"applied schema versions {applied}" if applied else "schema is up to date")
+    finally:
+        db.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

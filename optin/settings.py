@@ -63,6 +63,15 @@ class Settings:
         return f"Settings(api_url={self.api_url!r}, database_url=<hidden>, forms_file={str(self.forms_file)!r})"
 
     @classmethod
+    def database_url_from(cls, env: Mapping[str, str]) -> str:
+        database_url = (env.get("DATABASE_URL") or cls.database_url).strip()
+        if database_url.startswith("postgres://"):  # Heroku's spelling
+            database_url = "postgresql://" + database_url[len("postgres://"):]
+        if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        return database_url
+
+    @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
 
@@ -94,11 +103,7 @@ class Settings:
         if not api_url.endswith("/"):
             api_url += "/"
 
-        database_url = (env.get("DATABASE_URL") or cls.database_url).strip()
-        if database_url.startswith("postgres://"):  # Heroku's spelling
-            database_url = "postgresql://" + database_url[len("postgres://"):]
-        if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
-            raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
+        database_url = cls.database_url_from(env)
 
         redis_url = (env.get("REDIS_URL") or "").strip() or None
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -56,8 +56,3 @@ def test_check_names_missing_forms(runner, ck):
     result = runner.invoke(args=["check"])
     assert result.exit_code != 0
     assert "ghost: ConvertKit form 999999 missing!" in result.output and "launch: ConvertKit form 4242 ok" in result.output
-
-
-def test_migrate(runner):
-    result = runner.invoke(args=["migrate"])
-    assert result.exit_code == 0 and "up to date" in result.output
