@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.datastructures import ImmutableMultiDict
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
 
+from . import security
 from .intake import FORM_ERRORS, Result
 
 bp = Blueprint("forms", __name__)
@@ -38,7 +39,7 @@ def submitted_data() -> ImmutableMultiDict:
         return ImmutableMultiDict({str(k): v for k, v in body.items() if isinstance(v, str)})
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
         return ImmutableMultiDict({k: v for k, v in request.form.items() if isinstance(v, str)})
-    raise BadRequest("Send the form as application/x-www-form-urlencoded or application/json.")
+    raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded or application/json.")
 
 
 @bp.route("/f/<slug>", methods=["GET", "POST"], endpoint="frame")
@@ -48,8 +49,14 @@ def form_page(slug: str):
     page = request.endpoint.rsplit(".", 1)[-1]
     intake = services().intake
     if request.method == "GET":
-        return render_template(PAGES[page], spec=spec, form=intake.blank(spec), page=page)
+        form = intake.blank(spec)
+        if wants_json():  # for sites that build their own markup and post JSON
+            return jsonify(form=spec.slug, title=spec.title, token=form.token.current_token,
+                           fields=[{"name": f.name, "label": f.label.text, "required": bool(f.flags.required)}
+                                   for f in [form.email, *form.extra_fields]])
+        return render_template(PAGES[page], spec=spec, form=form, page=page)
 
+    security.check_post_origin(spec)
     result = intake.submit(spec, submitted_data(), client_ip=request.remote_addr)
     if wants_json():
         return json_result(spec, result)
