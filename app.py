@@ -90,7 +90,7 @@ def build_services(settings: Settings) -> Services:
     intake = Intake(
         settings=settings, forms=forms, form_classes={slug: form_class(spec) for slug, spec in forms.items()},
         signer=signer, nonces=nonces, windows=windows, signups=signups, delivery=delivery,
-        challenges=Challenges(settings),
+        challenges=Challenges(settings, nonces),
     )
     return Services(settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake)
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 RESERVED_FIELDS = {"email", "token", "hp", "altcha", "cf-turnstile-response", "h-captcha-response"}
-CHALLENGES = {"turnstile", "hcaptcha"}
+CHALLENGES = {"turnstile", "hcaptcha", "altcha"}
 
 
 class FormsFileError(ValueError):

@@ -83,6 +83,14 @@ def json_result(spec, result: Result):
         result.status
 
 
+@bp.get("/f/<slug>/altcha")
+def altcha_challenge(slug: str):
+    spec = spec_or_404(slug)
+    if spec.challenge != "altcha":
+        abort(404)
+    return jsonify(services().intake.challenges.altcha_challenge()), 200, {"Cache-Control": "no-store"}
+
+
 @bp.get("/")
 def index():
     if not current_app.config.get("SHOW_INDEX"):
