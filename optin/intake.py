@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 from .delivery import Delivery
@@ -44,7 +45,6 @@ class Intake:
         self.signups = signups
         self.delivery = delivery
         self.challenges = challenges
-        self.owner = "web"
 
     def blank(self, spec: FormSpec) -> SignupForm:
         return build_form(self.form_classes[spec.slug], TokenContext(self.signer, spec.slug))
@@ -94,12 +94,13 @@ class Intake:
                                        "Please check your inbox for the confirmation email.")
 
         values = form.values()
+        owner = "web:" + secrets.token_hex(6)  # the lease is this request's alone
         signup = self.signups.record(
             form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
             first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-            lease_owner=self.owner, lease_seconds=self.delivery.hold + 30,
+            lease_owner=owner, lease_seconds=self.delivery.hold + 30,
         )
-        outcome = self.delivery.try_now(signup, self.owner)
+        outcome = self.delivery.try_now(signup, owner)
         if outcome.kind == "rejected":
             return self._invalid(form, {"email": [outcome.message]}, signup_id=signup.id)
         return Result("accepted", form, signup_id=signup.id)
