@@ -120,6 +120,7 @@ def register_blueprints(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, views.handle_error)
+    app.register_error_handler(Exception, views.handle_unexpected)
 
 
 def __getattr__(name: str):

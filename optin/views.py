@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.datastructures import ImmutableMultiDict
-from werkzeug.exceptions import BadRequest, HTTPException, UnsupportedMediaType
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    InternalServerError,
+    ServiceUnavailable,
+    UnsupportedMediaType,
+)
 
 from . import security
 from .intake import FORM_ERRORS, Result
@@ -103,6 +110,17 @@ def index():
 def healthz():
     report = services().health()
     return jsonify(report), 200 if report["ok"] else 503
+
+
+def handle_unexpected(exc: Exception):
+    """A bug or an outage: log it, tell the visitor plainly, show no internals."""
+    if isinstance(exc, HTTPException):
+        return handle_error(exc)
+    if isinstance(exc, OperationalError):
+        current_app.logger.error("database unavailable: %s", type(exc).__name__)
+        return handle_error(ServiceUnavailable("We could not save your signup just now. Please try again in a minute."))
+    current_app.logger.exception("unexpected error on %s", request.path)
+    return handle_error(InternalServerError("Something went wrong on our side. Please try again."))
 
 
 def handle_error(exc: HTTPException):

@@ -184,3 +184,15 @@ def test_no_route_leaks_a_secret(client, post_form, ck):
         response.close()  # static files are streamed from disk
         for secret in (API_KEY, API_SECRET, SECRET_KEY):
             assert secret not in blob, response.request.path
+
+
+def test_a_database_outage_is_a_clear_503_not_a_stack_trace(app, client, services, tmp_path):
+    from sqlalchemy import create_engine
+
+    services.db.engine.dispose()
+    services.db.engine = create_engine(f"sqlite:///{tmp_path}/missing/nowhere/db.sqlite3")
+    token = extract_token(client.get("/f/simple").get_data(as_text=True))
+    response = client.post("/f/simple", data={"token": token, "email": "a@example.com"},
+                           headers={"Accept": "application/json"})
+    assert response.status_code == 503 and "try again" in response.json["message"]
+    services.db.engine.dispose()
