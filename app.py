@@ -20,8 +20,8 @@ from optin import cli, health, security, views
 from optin.challenges import Challenges
 from optin.db import Database
 from optin.delivery import Delivery, Pauses
-from optin.formspec import FormSpec, load_forms
 from optin.forms import form_class
+from optin.formspec import FormSpec, load_forms
 from optin.intake import Intake
 from optin.limiter import RedisWindows, SqlWindows
 from optin.nonces import RedisNonces, SqlNonces

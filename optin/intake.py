@@ -10,8 +10,8 @@ import secrets
 from dataclasses import dataclass, field
 
 from .delivery import Delivery
-from .formspec import FormSpec
 from .forms import HONEYPOT, SignupForm, build_form
+from .formspec import FormSpec
 from .signups import Signups, mask_email
 from .tokens import TokenContext, TokenProblem, TokenSigner
 

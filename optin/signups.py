@@ -77,7 +77,8 @@ class Signups:
             ).one()
         return Signup.from_row(row)
 
-    def claim(self, owner: str, *, lease_seconds: float, limit: int = 1, paused_forms: Iterable[int] = ()) -> list[Signup]:
+    def claim(self, owner: str, *, lease_seconds: float, limit: int = 1,
+              paused_forms: Iterable[int] = ()) -> list[Signup]:
         """Lease due signups; a worker killed mid-delivery loses nothing, its lease just runs out."""
         paused = [int(f) for f in paused_forms]
         skip = " AND convertkit_form_id NOT IN ({})".format(",".join(map(str, paused))) if paused else ""

@@ -1,7 +1,6 @@
 """Bots and bad input: every protection, on every way in (iframe form, landing page, JSON)."""
 
 import pytest
-
 from conftest import extract_token
 
 ENTRY_POINTS = [pytest.param(("f", False), id="iframe-form"), pytest.param(("p", False), id="landing-page"),
@@ -160,7 +159,8 @@ def test_security_headers_everywhere(client, path):
     (b"<xml/>", {"Content-Type": "application/xml"}, 415),
     (b"[1, 2]", {"Content-Type": "application/json"}, 400),
     (b'{"email": {"$ne": 1}, "token": 5}', {"Content-Type": "application/json"}, 422),
-    (b"email=a%0d%0abcc%40evil.com%40example.com&company=ok", {"Content-Type": "application/x-www-form-urlencoded"}, 422),
+    (b"email=a%0d%0abcc%40evil.com%40example.com&company=ok",
+     {"Content-Type": "application/x-www-form-urlencoded"}, 422),
 ])
 def test_bad_input_gets_a_clear_4xx(client, ck, body, headers, status):
     response = client.post("/f/launch", data=body, headers=headers)

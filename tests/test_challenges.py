@@ -8,7 +8,6 @@ from urllib.parse import parse_qs
 
 import altcha
 import pytest
-
 from conftest import extract_token
 
 CHALLENGE_TOML = """

@@ -55,4 +55,5 @@ def test_purge(runner, services):
 def test_check_names_missing_forms(runner, ck):
     result = runner.invoke(args=["check"])
     assert result.exit_code != 0
-    assert "ghost: ConvertKit form 999999 missing!" in result.output and "launch: ConvertKit form 4242 ok" in result.output
+    assert "ghost: ConvertKit form 999999 missing!" in result.output
+    assert "launch: ConvertKit form 4242 ok" in result.output

@@ -12,7 +12,8 @@ def test_the_example_forms_file_loads():
 def test_a_full_form_table():
     spec = parse_forms({"forms": {"launch": {
         "convertkit_form_id": 4242, "title": "T", "redirect_url": "https://example.com/thanks", "tags": [11, 22],
-        "allowed_origins": ["https://Example.com/"], "fields": [{"name": "company", "label": "Company", "required": True}],
+        "allowed_origins": ["https://Example.com/"],
+        "fields": [{"name": "company", "label": "Company", "required": True}],
     }}})["launch"]
     assert spec.tags == (11, 22)
     assert spec.allowed_origins == ("https://example.com",)

@@ -2,10 +2,9 @@
 
 import json
 
+from conftest import API_KEY, API_SECRET, SECRET_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import API_KEY, API_SECRET, SECRET_KEY
 
 ROUTES = ["/f/launch", "/p/launch", "/f/simple", "/f/nope", "/p/%2e%2e", "/f/launch/thanks"]
 MARKER = "<script>alert(1)</script>"

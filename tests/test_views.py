@@ -4,7 +4,6 @@ import re
 import time
 
 import pytest
-
 from conftest import API_KEY, API_SECRET, SECRET_KEY, extract_token
 
 

@@ -6,7 +6,6 @@ import time
 
 import pytest
 import requests
-
 from conftest import extract_token, wait_until
 
 
@@ -61,6 +60,7 @@ def test_every_accepted_signup_is_delivered_once_through_faults(make_app, env, c
 
 def test_connection_refused_until_convertkit_comes_back(make_app, env, ck, worker):
     from conftest import free_port
+
     from convertkit.sandbox import SandboxServer
 
     port = free_port()

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import requests
-
 from conftest import API_KEY, API_SECRET, ROOT, SECRET_KEY, extract_token
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ROOT, extract_token, wait_until
 
 pytestmark = pytest.mark.postgres
