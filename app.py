@@ -25,6 +25,7 @@ from optin.formspec import FormSpec, load_forms
 from optin.intake import Intake
 from optin.limiter import RedisWindows, SqlWindows
 from optin.nonces import RedisNonces, SqlNonces
+from optin.pages import BlankPages
 from optin.settings import Settings
 from optin.signups import Signups
 from optin.static import register_static
@@ -41,6 +42,7 @@ class Services:
     signups: Signups
     delivery: Delivery
     intake: Intake
+    pages: BlankPages
 
     def health(self) -> dict:
         return health.report(db=self.db, signups=self.signups, delivery=self.delivery)
@@ -92,7 +94,8 @@ def build_services(settings: Settings) -> Services:
         signer=signer, nonces=nonces, windows=windows, signups=signups, delivery=delivery,
         challenges=Challenges(settings, nonces),
     )
-    return Services(settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake)
+    return Services(settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake,
+                    pages=BlankPages())
 
 
 def configure_logging() -> None:

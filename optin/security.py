@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from flask import abort, request
@@ -42,6 +43,7 @@ def check_post_origin(spec: FormSpec) -> None:
     abort(403, "This form cannot be submitted from this site.")
 
 
+@functools.lru_cache(maxsize=1024)
 def form_csp(spec: FormSpec | None, *, embeddable: bool) -> str:
     hosts = CHALLENGE_HOSTS.get(spec.challenge or "", "") if spec else ""
     form_action = "'self'"

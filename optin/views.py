@@ -56,12 +56,13 @@ def form_page(slug: str):
     page = request.endpoint.rsplit(".", 1)[-1]
     intake = services().intake
     if request.method == "GET":
-        form = intake.blank(spec)
         if wants_json():  # for sites that build their own markup and post JSON
+            form = intake.blank(spec)
             return jsonify(form=spec.slug, title=spec.title, token=form.token.current_token,
                            fields=[{"name": f.name, "label": f.label.text, "required": bool(f.flags.required)}
                                    for f in [form.email, *form.extra_fields]])
-        return render_template(PAGES[page], spec=spec, form=form, page=page)
+        token = intake.signer.issue(spec.slug)
+        return services().pages.render(PAGES[page], spec, token, lambda: intake.blank(spec), page=page)
 
     security.check_post_origin(spec)
     result = intake.submit(spec, submitted_data(), client_ip=request.remote_addr)

@@ -195,3 +195,9 @@ def test_a_database_outage_is_a_clear_503_not_a_stack_trace(app, client, service
                            headers={"Accept": "application/json"})
     assert response.status_code == 503 and "try again" in response.json["message"]
     services.db.engine.dispose()
+
+
+def test_every_served_form_carries_its_own_token(client):
+    tokens = {extract_token(client.get("/f/launch").get_data(as_text=True)) for _ in range(3)}
+    tokens |= {extract_token(client.get("/p/launch").get_data(as_text=True))}
+    assert len(tokens) == 4 and "placeholder" not in "".join(tokens)
