@@ -1,0 +1,32 @@
+"""`make run`'s processes (bin/dev → honcho → sandbox, gunicorn, worker): a signup reaches the sandbox."""
+
+import signal
+
+import requests
+
+from conftest import ROOT, extract_token, free_port, wait_until
+
+
+def test_make_run_serves_the_forms_and_a_signup_reaches_the_sandbox(processes, tmp_path):
+    web_port, sandbox_port = free_port(), free_port()
+    env = {"PORT": str(web_port), "SANDBOX_PORT": str(sandbox_port), "MIN_FILL_SECONDS": "0",
+           "DATABASE_URL": f"sqlite:///{tmp_path}/dev.sqlite3", "PATH": "/usr/bin:/bin"}
+    dev = processes([str(ROOT / "bin" / "dev")], env, "make-run")
+    url = f"http://127.0.0.1:{web_port}"
+
+    def up():
+        try:
+            return requests.get(f"{url}/healthz", timeout=1).ok
+        except requests.RequestException:
+            return False
+
+    wait_until(up, 60, f"make run did not come up:\n{dev.output()}")
+    assert "launch" in requests.get(f"{url}/", timeout=5).text  # the index is on in development
+    session = requests.Session()
+    token = extract_token(session.get(f"{url}/f/launch", timeout=5).text)
+    answer = session.post(f"{url}/f/launch", data={"token": token, "email": "dev@example.com"},
+                          headers={"Accept": "application/json"}, timeout=10)
+    assert answer.json()["ok"] is True
+    received = requests.get(f"http://127.0.0.1:{sandbox_port}/_sandbox/subscribers", timeout=5).json()
+    assert [s["email"] for s in received] == ["dev@example.com"]
+    dev.signal(signal.SIGTERM)
