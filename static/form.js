@@ -7,7 +7,7 @@
 
   function reportHeight() {
     if (window.parent !== window) {
-      window.parent.postMessage({ type: "optin:height", height: Math.ceil(document.documentElement.getBoundingClientRect().height) }, "*");
+      window.parent.postMessage({ type: "optin:height", height: Math.ceil(document.documentElement.getBoundingClientRect().height), title: document.title }, "*");
     }
   }
   if (window.ResizeObserver) new ResizeObserver(reportHeight).observe(document.documentElement);
