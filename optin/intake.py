@@ -63,6 +63,11 @@ class Intake:
             log.info("honeypot filled on form %s; dropped", spec.slug)
             return Result("accepted", form)
 
+        # Whatever goes wrong below, the form comes back with a fresh token that keeps the time it was first
+        # served (when that token was genuine), so fixing a field quickly is not mistaken for a bot.
+        served_at = self.signer.served_at(formdata.get("token"), spec.slug)
+        form.token.current_token = self.signer.issue(spec.slug, issued_at=served_at)
+
         token_errors = form.errors.get("token")
         if token_errors:
             return self._refused(form, token_errors[0])
@@ -106,7 +111,9 @@ class Intake:
         return Result("accepted", form, signup_id=signup.id)
 
     def _refused(self, form, message: str) -> Result:
-        return self._invalid(form, {FORM_ERRORS: [message]})
+        """A token problem, shown with any field errors so the visitor fixes everything in one go."""
+        errors = {name: list(errs) for name, errs in form.errors.items() if name != "token"}
+        return self._invalid(form, {FORM_ERRORS: [message], **errors})
 
     def _invalid(self, form, errors, signup_id=None) -> Result:
         for name, messages in errors.items():

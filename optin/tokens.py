@@ -44,8 +44,22 @@ class TokenSigner:
         self.max_age = max_age
         self.clock = clock
 
-    def issue(self, slug: str) -> str:
-        return self._serializer.dumps([slug, int(self.clock() * 1000), secrets.token_urlsafe(12)])
+    def issue(self, slug: str, issued_at: float | None = None) -> str:
+        """A new token; `issued_at` carries over the time a form was first served, for the form re-shown after
+        an error, so the visitor who fixes a field quickly is not taken for a bot."""
+        when = self.clock() if issued_at is None else issued_at
+        return self._serializer.dumps([slug, int(when * 1000), secrets.token_urlsafe(12)])
+
+    def served_at(self, token: str | None, slug: str) -> float | None:
+        """When a genuine, unexpired token for this form was first served; None otherwise."""
+        try:
+            token_slug, issued_ms, _nonce = self._serializer.loads(token or "")
+            issued_at = int(issued_ms) / 1000
+        except (BadSignature, ValueError, TypeError):
+            return None
+        if token_slug != slug or self.clock() - issued_at > self.max_age:
+            return None
+        return issued_at
 
     def check(self, token: str | None, slug: str) -> Token:
         if not token:

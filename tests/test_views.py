@@ -201,3 +201,31 @@ def test_every_served_form_carries_its_own_token(client):
     tokens = {extract_token(client.get("/f/launch").get_data(as_text=True)) for _ in range(3)}
     tokens |= {extract_token(client.get("/p/launch").get_data(as_text=True))}
     assert len(tokens) == 4 and "placeholder" not in "".join(tokens)
+
+
+def test_fixing_a_field_quickly_after_an_error_is_not_taken_for_a_bot(make_app, ck):
+    app = make_app(MIN_FILL_SECONDS="30")
+    client = app.test_client()
+    signer = app.extensions["optin"].intake.signer
+    now = [1_000_000.0]
+    signer.clock = lambda: now[0]
+    token = extract_token(client.get("/f/launch").get_data(as_text=True))
+    now[0] += 40  # the visitor reads and types, then forgets the company
+    first = client.post("/f/launch", data={"token": token, "email": "a@example.com"},
+                        headers={"Accept": "application/json"})
+    assert first.status_code == 422 and set(first.json["errors"]) == {"company"}
+    now[0] += 1  # and fixes it in a second
+    second = client.post("/f/launch", data={"token": first.json["token"], "email": "a@example.com",
+                                            "company": "Acme"}, headers={"Accept": "application/json"})
+    assert second.status_code == 200, second.json
+    now[0] += 1  # a bot replaying the error answer's token gets nowhere either
+    assert client.post("/f/launch", data={"token": first.json["token"], "email": "b@example.com",
+                                          "company": "Acme"}, headers={"Accept": "application/json"}).status_code == 422
+
+
+def test_a_too_fast_post_also_shows_the_field_errors(make_app, ck):
+    client = make_app(MIN_FILL_SECONDS="30").test_client()
+    token = extract_token(client.get("/f/launch").get_data(as_text=True))
+    response = client.post("/f/launch", data={"token": token, "email": "nope"}, headers={"Accept": "application/json"})
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {"_form", "email", "company"}
