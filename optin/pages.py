@@ -15,10 +15,10 @@ PLACEHOLDER = "optin-token-placeholder-5f1d"
 
 class BlankPages:
     def __init__(self):
-        self._parts: dict[tuple[str, str], tuple[str, str]] = {}
+        self._parts: dict[tuple, tuple[str, str]] = {}
 
     def render(self, template: str, spec, token: str, blank_form: Callable, **context) -> str:
-        key = (template, spec.slug)
+        key = (template, spec.slug, *sorted(context.items()))
         parts = self._parts.get(key)
         if parts is None:
             form = blank_form()

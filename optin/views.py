@@ -18,7 +18,7 @@ from .intake import FORM_ERRORS, Result
 
 bp = Blueprint("forms", __name__)
 
-PAGES = {"frame": "form.html", "landing": "landing.html"}
+FORM_TEMPLATE = "form.html"  # the iframe document and the landing page differ only by `page`
 
 
 def services():
@@ -62,7 +62,7 @@ def form_page(slug: str):
                            fields=[{"name": f.name, "label": f.label.text, "required": bool(f.flags.required)}
                                    for f in [form.email, *form.extra_fields]])
         token = intake.signer.issue(spec.slug)
-        return services().pages.render(PAGES[page], spec, token, lambda: intake.blank(spec), page=page)
+        return services().pages.render(FORM_TEMPLATE, spec, token, lambda: intake.blank(spec), page=page)
 
     security.check_post_origin(spec)
     result = intake.submit(spec, submitted_data(), client_ip=request.remote_addr)
@@ -72,7 +72,7 @@ def form_page(slug: str):
         if spec.redirect_url and page == "landing":
             return redirect(spec.redirect_url, 303)
         return redirect(url_for(f".{page}_thanks", slug=slug), 303)
-    return render_template(PAGES[page], spec=spec, form=result.form, page=page,
+    return render_template(FORM_TEMPLATE, spec=spec, form=result.form, page=page,
                            form_errors=result.errors.get(FORM_ERRORS, [])), result.status
 
 
@@ -81,7 +81,7 @@ def form_page(slug: str):
 def thanks(slug: str):
     spec = spec_or_404(slug)
     page = request.endpoint.rsplit(".", 1)[-1].removesuffix("_thanks")
-    return render_template(PAGES[page], spec=spec, form=None, page=page, done=True)
+    return render_template(FORM_TEMPLATE, spec=spec, form=None, page=page, done=True)
 
 
 def json_result(spec, result: Result):

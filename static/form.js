@@ -14,6 +14,9 @@
   window.addEventListener("load", reportHeight);
   reportHeight();
   if (!form || !window.fetch) return;
+  var needsJs = form.querySelector("[data-optin-needs-js]");
+  // Shown to visitors whose browser cannot solve the challenge (no JavaScript, or no Web Crypto off https).
+  if (needsJs && window.crypto && crypto.subtle) needsJs.hidden = true;
 
   function setError(input, messages) {
     var error = document.getElementById(input.id + "-error");
@@ -62,17 +65,38 @@
     if (errors._form) summary.focus(); else if (first) first.focus();
   }
 
+  function hex(buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  // Self-hosted proof of work (ALTCHA): find n with sha256(salt + n) == challenge. No third party, no cookie.
+  function solveChallenge() {
+    var input = form.querySelector("[data-optin-altcha]");
+    if (!input) return Promise.resolve();
+    return fetch(input.getAttribute("data-optin-altcha"), { credentials: "omit" }).then(function (r) { return r.json(); }).then(function (c) {
+      var encoder = new TextEncoder();
+      function attempt(n) {
+        if (n > c.maxNumber) throw new Error("unsolved");
+        return crypto.subtle.digest("SHA-256", encoder.encode(c.salt + n)).then(function (digest) {
+          if (hex(digest) !== c.challenge) return attempt(n + 1);
+          input.value = btoa(JSON.stringify({ algorithm: c.algorithm, challenge: c.challenge, number: n, salt: c.salt, signature: c.signature }));
+        });
+      }
+      return attempt(0);
+    });
+  }
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     var button = form.querySelector("button[type=submit]");
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
-    fetch(form.action, {
+    solveChallenge().then(function () { return fetch(form.action, {
       method: "POST",
       headers: { "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded" },
       body: new URLSearchParams(new FormData(form)).toString(),
       credentials: "omit"
-    }).then(function (response) {
+    }); }).then(function (response) {
       return response.json().catch(function () { return { errors: { _form: ["Something went wrong. Please try again."] } }; });
     }).then(function (data) {
       if (data.ok) succeed(data); else fail(data);

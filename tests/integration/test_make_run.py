@@ -3,7 +3,6 @@
 import signal
 
 import requests
-
 from conftest import ROOT, extract_token, free_port, wait_until
 
 
