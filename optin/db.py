@@ -48,9 +48,11 @@ MIGRATIONS: list[list[str]] = [
             scope TEXT NOT NULL,
             id TEXT NOT NULL,
             ends_at DOUBLE PRECISION NOT NULL,
+            forget_at DOUBLE PRECISION NOT NULL,
             PRIMARY KEY (scope, id)
         )""",
         "CREATE INDEX rate_events_ends ON rate_events (scope, ends_at)",
+        "CREATE INDEX rate_events_forget ON rate_events (forget_at)",
         """CREATE TABLE rate_blocks (
             scope TEXT PRIMARY KEY,
             until DOUBLE PRECISION NOT NULL,

@@ -52,8 +52,8 @@ class SqlWindows:
             if len(ends) >= limit.count:
                 return Verdict(None, max(ends[len(ends) - limit.count] + limit.seconds - now, 0.001))
             slot = Slot(scope, secrets.token_hex(8))
-            conn.execute(sa.text("INSERT INTO rate_events (scope, id, ends_at) VALUES (:s, :id, :e)"),
-                         {"s": scope, "id": slot.id, "e": now + hold})
+            conn.execute(sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) VALUES (:s, :id, :e, :f)"),
+                         {"s": scope, "id": slot.id, "e": now + hold, "f": now + hold + limit.seconds})
             return Verdict(slot, 0.0)
 
     def finish(self, slot: Slot) -> None:
@@ -61,6 +61,12 @@ class SqlWindows:
         with self.db.transaction() as conn:
             conn.execute(sa.text("UPDATE rate_events SET ends_at = :now WHERE scope = :s AND id = :id"),
                          {"now": self.db.now(conn), "s": slot.scope, "id": slot.id})
+
+    def sweep(self) -> int:
+        """Forget requests older than their window in every scope: one-time visitors' IPs would pile up."""
+        with self.db.transaction() as conn:
+            return conn.execute(sa.text("DELETE FROM rate_events WHERE forget_at < :now"),
+                                {"now": self.db.now(conn)}).rowcount
 
     def cancel(self, slot: Slot) -> None:
         """Nothing was sent after all."""
@@ -139,6 +145,10 @@ class RedisWindows:
 
     def cancel(self, slot: Slot) -> None:
         self.redis.zrem(self._keys(slot.scope)[0], slot.id)
+
+    def sweep(self) -> int:
+        """Nothing to do: every window key expires by itself one window after its last request."""
+        return 0
 
     def block(self, scope: str, seconds: float) -> None:
         self._block(keys=self._keys(scope)[1:], args=[seconds])

@@ -19,6 +19,7 @@ from .limiter import wait_for_slot
 log = logging.getLogger("optin.worker")
 
 HEARTBEAT_EVERY = 5.0
+SWEEP_EVERY = 60.0
 
 
 class Worker:
@@ -33,6 +34,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
         self.stop = threading.Event()
         self._last_beat = 0.0
+        self._last_sweep = 0.0
 
     def install_signal_handlers(self) -> None:
         """SIGTERM (a deploy, a daily restart): finish the signup in hand, then exit well within 30 s."""
@@ -57,6 +59,7 @@ class Worker:
     def step(self) -> bool:
         """Deliver at most one signup; False when there was nothing to do."""
         self.heartbeat()
+        self.sweep()
         paused = self.pauses.active()
         if paused:
             self.check_pauses(paused)
@@ -74,6 +77,11 @@ class Worker:
             return False
         self.delivery.deliver(claimed[0], self.name, verdict.slot)
         return True
+
+    def sweep(self) -> None:
+        if time.monotonic() - self._last_sweep >= SWEEP_EVERY:
+            self._last_sweep = time.monotonic()
+            self.delivery.windows.sweep()
 
     def heartbeat(self) -> None:
         """Tell /healthz this worker is alive; every few seconds is plenty, and spares the database."""

@@ -80,3 +80,11 @@ def test_many_threads_at_once_never_get_more_than_the_limit(windows):
     for t in threads:
         t.join()
     assert len(grants) == 10
+
+
+def test_sweeping_forgets_old_requests_of_every_scope(windows):
+    for visitor in range(5):
+        windows.acquire(f"ip:{visitor}", RateLimit(10, 0.2))
+    time.sleep(0.3)
+    assert windows.sweep() == (5 if isinstance(windows, SqlWindows) else 0)
+    assert windows.acquire("ip:0", RateLimit(1, 0.2)), "a swept scope starts afresh"
