@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,6 +10,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own busy handler still keeps writers apart, only slower
+    fcntl = None
 
 # Each entry is one schema version; {id} is the dialect's auto-increment key. Never edit a shipped entry: add one.
 MIGRATIONS: list[list[str]] = [
@@ -83,6 +89,7 @@ class Database:
             self.engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
+            self._sqlite_writer = WriterLock(self.url.database)
         else:
             self.engine = sa.create_engine(
                 self.url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
@@ -95,9 +102,21 @@ class Database:
     @contextmanager
     def transaction(self, lock: str | None = None):
         """A write transaction; `lock` serialises callers on one name across processes and machines."""
+        if self.is_sqlite:
+            # SQLite has one writer at a time. Waiting for it in SQLite's busy handler means sleeping in steps
+            # of up to 100 ms; waiting on a lock file wakes the next writer the moment the last one commits.
+            with self._sqlite_writer, self.engine.begin() as conn:
+                yield conn
+            return
         with self.engine.begin() as conn:
-            if lock and not self.is_sqlite:  # SQLite's BEGIN IMMEDIATE already serialises writers
+            if lock:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": lock})
+            yield conn
+
+    @contextmanager
+    def read(self):
+        """A read-only connection: under SQLite's WAL it never waits for a writer."""
+        with self.engine.connect().execution_options(optin_read=True) as conn:
             yield conn
 
     def now(self, conn: Connection) -> float:
@@ -107,7 +126,7 @@ class Database:
         return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
 
     def version(self) -> int:
-        with self.engine.connect() as conn:
+        with self.read() as conn:
             if not sa.inspect(conn).has_table("schema_version"):
                 return 0
             return int(conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() or 0)
@@ -133,6 +152,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.is_sqlite:
+            self._sqlite_writer.close()
 
 
 def _sqlite_connect(dbapi_connection, _record):
@@ -147,7 +168,39 @@ def _sqlite_connect(dbapi_connection, _record):
 
 
 def _sqlite_begin(conn):
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("optin_read") else "BEGIN IMMEDIATE")
+
+
+class WriterLock:
+    """One SQLite writer at a time across this machine's threads and processes: a thread lock plus flock()."""
+
+    def __init__(self, database: str | None):
+        self._thread_lock = threading.Lock()
+        self._path = f"{database}.writer-lock" if database and database != ":memory:" else None
+        self._file = None
+
+    def __enter__(self):
+        self._thread_lock.acquire()
+        if self._path and fcntl:
+            try:
+                if self._file is None or self._file.closed:
+                    self._file = open(self._path, "a+b")  # noqa: SIM115 - held for the process's life
+                fcntl.flock(self._file, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            if self._file is not None and not self._file.closed and fcntl:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,7 @@ class Pauses:
         self.first_check_after = first_check_after
 
     def active(self) -> list[dict]:
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM pauses ORDER BY since"))]
 
     def pause(self, scope: str, reason: str) -> None:

@@ -8,7 +8,7 @@ WORKER_SILENT_AFTER = 120.0  # seconds without a worker heartbeat while signups 
 
 
 def report(*, db, signups, delivery) -> dict:
-    with db.engine.connect() as conn:
+    with db.read() as conn:
         now = db.now(conn)
         last_beat = conn.execute(sa.text("SELECT max(seen_at) FROM heartbeats")).scalar()
     backlog, oldest, earliest_due = signups.backlog()

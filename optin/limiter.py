@@ -83,7 +83,7 @@ class SqlWindows:
             ), {"s": scope, "u": until})
 
     def strikes(self, scope: str) -> int:
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             return int(conn.execute(sa.text("SELECT strikes FROM rate_blocks WHERE scope = :s"),
                                     {"s": scope}).scalar() or 0)
 

@@ -99,7 +99,7 @@ class Signups:
     def has_due(self, paused_forms: Iterable[int] = ()) -> bool:
         paused = [int(f) for f in paused_forms]
         skip = " AND convertkit_form_id NOT IN ({})".format(",".join(map(str, paused))) if paused else ""
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             now = self.db.now(conn)
             return conn.execute(
                 sa.text(
@@ -158,7 +158,7 @@ class Signups:
     # Operators' views -------------------------------------------------------------------------------------
 
     def get(self, signup_id: int) -> Signup | None:
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(sa.text("SELECT * FROM signups WHERE id = :id"), {"id": signup_id}).first()
         return Signup.from_row(row) if row else None
 
@@ -174,17 +174,17 @@ class Signups:
         sql = "SELECT * FROM signups" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             return [Signup.from_row(r) for r in conn.execute(sa.text(sql), params)]
 
     def counts(self) -> dict[str, int]:
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             rows = conn.execute(sa.text("SELECT status, count(*) FROM signups GROUP BY status")).all()
         return {status: 0 for status in STATUSES} | {status: int(n) for status, n in rows}
 
     def backlog(self) -> tuple[int, float | None, float | None]:
         """Pending count, the oldest pending signup's creation time, and the earliest due time."""
-        with self.db.engine.connect() as conn:
+        with self.db.read() as conn:
             row = conn.execute(sa.text(
                 "SELECT count(*), min(created_at), min(next_attempt_at) FROM signups WHERE status = 'pending'"
             )).one()
