@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from dataclasses import dataclass
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, Signer
 from wtforms.csrf.core import CSRF
 from wtforms.validators import ValidationError
 
@@ -39,7 +40,8 @@ class TokenSigner:
     """Issues and checks tokens; the clock is injectable so tests need not sleep."""
 
     def __init__(self, secret_key: str, *, min_age: float = 2.0, max_age: float = 6 * 3600, clock=time.time):
-        self._serializer = URLSafeSerializer(secret_key, salt="optin.form-token.v1")
+        # slug~milliseconds~nonce, HMAC-SHA256 signed: no JSON, no compression, about 10 µs to issue.
+        self._signer = Signer(secret_key, salt="optin.form-token.v2", digest_method=hashlib.sha256)
         self.min_age = min_age
         self.max_age = max_age
         self.clock = clock
@@ -48,28 +50,29 @@ class TokenSigner:
         """A new token; `issued_at` carries over the time a form was first served, for the form re-shown after
         an error, so the visitor who fixes a field quickly is not taken for a bot."""
         when = self.clock() if issued_at is None else issued_at
-        return self._serializer.dumps([slug, int(when * 1000), secrets.token_urlsafe(12)])
+        return self._signer.sign(f"{slug}~{int(when * 1000)}~{secrets.token_urlsafe(12)}").decode()
+
+    def _open(self, token: str | None) -> tuple[str, float, str] | None:
+        try:
+            slug, issued_ms, nonce = self._signer.unsign(token or "").decode().split("~")
+            return slug, int(issued_ms) / 1000, nonce
+        except (BadSignature, ValueError, UnicodeError):
+            return None
 
     def served_at(self, token: str | None, slug: str) -> float | None:
         """When a genuine, unexpired token for this form was first served; None otherwise."""
-        try:
-            token_slug, issued_ms, _nonce = self._serializer.loads(token or "")
-            issued_at = int(issued_ms) / 1000
-        except (BadSignature, ValueError, TypeError):
+        opened = self._open(token)
+        if opened is None or opened[0] != slug or self.clock() - opened[1] > self.max_age:
             return None
-        if token_slug != slug or self.clock() - issued_at > self.max_age:
-            return None
-        return issued_at
+        return opened[1]
 
     def check(self, token: str | None, slug: str) -> Token:
         if not token:
             raise TokenProblem("missing")
-        try:
-            payload = self._serializer.loads(token)
-            token_slug, issued_ms, nonce = payload
-            issued_at = int(issued_ms) / 1000
-        except (BadSignature, ValueError, TypeError):
-            raise TokenProblem("invalid") from None
+        opened = self._open(token)
+        if opened is None:
+            raise TokenProblem("invalid")
+        token_slug, issued_at, nonce = opened
         if token_slug != slug:
             raise TokenProblem("wrong_form")
         age = self.clock() - issued_at
@@ -77,7 +80,7 @@ class TokenSigner:
             raise TokenProblem("expired")
         if age < self.min_age:
             raise TokenProblem("too_fast")
-        return Token(slug=token_slug, issued_at=issued_at, nonce=str(nonce))
+        return Token(slug=token_slug, issued_at=issued_at, nonce=nonce)
 
 
 @dataclass(frozen=True)
