@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -30,17 +31,30 @@ class Outcome:
 
 
 class Pauses:
-    """Delivery stops for a bad key (401/403) or a missing form (404) until a check passes or an operator retries."""
+    """Delivery stops for a bad key (401/403) or a missing form (404) until a check passes or an operator retries.
 
-    def __init__(self, db, *, first_check_after: float = 60.0):
+    Every POST asks whether its form is paused, so the answer is kept for a second per process rather than
+    read from the database each time; a pause matters for minutes, and this process's own changes show at once.
+    """
+
+    FRESH_FOR = 1.0
+
+    def __init__(self, db, *, first_check_after: float = 60.0, clock=time.monotonic):
         self.db = db
         self.first_check_after = first_check_after
+        self.clock = clock
+        self._cached: tuple[float, list[dict]] | None = None
 
-    def active(self) -> list[dict]:
+    def active(self, *, fresh: bool = False) -> list[dict]:
+        if not fresh and self._cached is not None and self.clock() - self._cached[0] < self.FRESH_FOR:
+            return self._cached[1]
         with self.db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM pauses ORDER BY since"))]
+            rows = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM pauses ORDER BY since"))]
+        self._cached = (self.clock(), rows)
+        return rows
 
     def pause(self, scope: str, reason: str) -> None:
+        self._cached = None
         with self.db.transaction() as conn:
             now = self.db.now(conn)
             conn.execute(sa.text(
@@ -49,12 +63,14 @@ class Pauses:
             ), {"s": scope, "r": reason[:300], "now": now, "next": now + self.first_check_after})
 
     def reschedule(self, scope: str, checks: int) -> None:
+        self._cached = None
         with self.db.transaction() as conn:
             delay = min(self.first_check_after * 2 ** checks, 900)
             conn.execute(sa.text("UPDATE pauses SET next_check_at = :next, checks = :c WHERE scope = :s"),
                          {"s": scope, "next": self.db.now(conn) + delay, "c": checks + 1})
 
     def lift(self, scope: str | None = None) -> int:
+        self._cached = None
         with self.db.transaction() as conn:
             if scope is None:
                 return conn.execute(sa.text("DELETE FROM pauses")).rowcount
@@ -80,22 +96,18 @@ class Delivery:
 
     def paused_forms(self, paused: list[dict] | None = None) -> list[int] | None:
         """Form ids not to deliver now; None when the whole account is paused."""
-        paused = self.pauses.active() if paused is None else paused
+        paused = self.pauses.active() if paused is None else paused  # a second old at most: fine for the web
         if any(p["scope"] == ACCOUNT for p in paused):
             return None
         return [int(p["scope"].split(":", 1)[1]) for p in paused if p["scope"].startswith("form:")]
 
-    def try_now(self, signup: Signup, owner: str) -> Outcome:
-        """The web request's single attempt: only when the shared limit has room, never waiting for it."""
+    def reserve(self, form_id: int) -> Slot | None:
+        """A slot for the web request's single attempt, only if the form is not paused and the shared limit has
+        room right now: the visitor never waits for room."""
         paused = self.paused_forms()
-        if paused is None or signup.convertkit_form_id in paused:
-            self.signups.release(signup, owner)
-            return Outcome("deferred")
-        verdict = self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold)
-        if not verdict:
-            self.signups.release(signup, owner)
-            return Outcome("deferred")
-        return self.deliver(signup, owner, verdict.slot)
+        if paused is None or form_id in paused:
+            return None
+        return self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold).slot
 
     def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
         """Send one signup (the caller holds a slot and the lease) and record what ConvertKit said."""

@@ -14,7 +14,7 @@ def report(*, db, signups, delivery) -> dict:
     backlog, oldest, earliest_due = signups.backlog()
     paused = [
         {"scope": p["scope"], "reason": p["reason"], "since_seconds": round(now - p["since"], 1)}
-        for p in delivery.pauses.active()
+        for p in delivery.pauses.active(fresh=True)
     ]
     overdue = earliest_due is not None and earliest_due < now - WORKER_SILENT_AFTER
     worker_silent = last_beat is None or last_beat < now - WORKER_SILENT_AFTER

@@ -99,13 +99,23 @@ class Intake:
                                        "Please check your inbox for the confirmation email.")
 
         values = form.values()
-        owner = "web:" + secrets.token_hex(6)  # the lease is this request's alone
-        signup = self.signups.record(
-            form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
-            first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-            lease_owner=owner, lease_seconds=self.delivery.hold + 30,
-        )
-        outcome = self.delivery.try_now(signup, owner)
+        # The slot comes first, so the signup is stored already leased to this request when it may go now,
+        # and simply pending for the worker when not: one write either way.
+        slot = self.delivery.reserve(spec.convertkit_form_id)
+        owner = "web:" + secrets.token_hex(6) if slot else None  # the lease is this request's alone
+        try:
+            signup = self.signups.record(
+                form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
+                first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
+                lease_owner=owner, lease_seconds=self.delivery.hold + 30,
+            )
+        except BaseException:
+            if slot:
+                self.windows.cancel(slot)
+            raise
+        if slot is None:
+            return Result("accepted", form, signup_id=signup.id)
+        outcome = self.delivery.deliver(signup, owner, slot)
         if outcome.kind == "rejected":
             return self._invalid(form, {"email": [outcome.message]}, signup_id=signup.id)
         return Result("accepted", form, signup_id=signup.id)

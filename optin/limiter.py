@@ -32,6 +32,13 @@ class Verdict:
         return self.slot is not None
 
 
+# Built once: these run on every form post.
+BLOCKED = sa.text("SELECT until FROM rate_blocks WHERE scope = :s")
+FORGET = sa.text("DELETE FROM rate_events WHERE scope = :s AND ends_at <= :t")
+ENDS = sa.text("SELECT ends_at FROM rate_events WHERE scope = :s ORDER BY ends_at")
+TAKE = sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) VALUES (:s, :id, :e, :f)")
+
+
 class SqlWindows:
     """Sliding log in the database: one row per request, exact, serialised by a per-scope lock."""
 
@@ -41,19 +48,15 @@ class SqlWindows:
     def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0) -> Verdict:
         with self.db.transaction(lock="optin.window." + scope) as conn:
             now = self.db.now(conn)
-            blocked = conn.execute(sa.text("SELECT until FROM rate_blocks WHERE scope = :s"), {"s": scope}).scalar()
+            blocked = conn.execute(BLOCKED, {"s": scope}).scalar()
             if blocked is not None and blocked > now:
                 return Verdict(None, blocked - now)
-            conn.execute(sa.text("DELETE FROM rate_events WHERE scope = :s AND ends_at <= :t"),
-                         {"s": scope, "t": now - limit.seconds})
-            ends = conn.execute(
-                sa.text("SELECT ends_at FROM rate_events WHERE scope = :s ORDER BY ends_at"), {"s": scope}
-            ).scalars().all()
+            conn.execute(FORGET, {"s": scope, "t": now - limit.seconds})
+            ends = conn.execute(ENDS, {"s": scope}).scalars().all()
             if len(ends) >= limit.count:
                 return Verdict(None, max(ends[len(ends) - limit.count] + limit.seconds - now, 0.001))
             slot = Slot(scope, secrets.token_hex(8))
-            conn.execute(sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) VALUES (:s, :id, :e, :f)"),
-                         {"s": scope, "id": slot.id, "e": now + hold, "f": now + hold + limit.seconds})
+            conn.execute(TAKE, {"s": scope, "id": slot.id, "e": now + hold, "f": now + hold + limit.seconds})
             return Verdict(slot, 0.0)
 
     def finish(self, slot: Slot) -> None:

@@ -7,6 +7,9 @@ from sqlalchemy.exc import IntegrityError
 
 from .db import Database
 
+EXPIRE = sa.text("DELETE FROM used_nonces WHERE expires_at < :now")
+USE = sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e)")
+
 
 class SqlNonces:
     def __init__(self, db: Database):
@@ -17,9 +20,8 @@ class SqlNonces:
         try:
             with self.db.transaction() as conn:
                 now = self.db.now(conn)
-                conn.execute(sa.text("DELETE FROM used_nonces WHERE expires_at < :now"), {"now": now})
-                conn.execute(sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e)"),
-                             {"n": nonce, "e": now + ttl})
+                conn.execute(EXPIRE, {"now": now})
+                conn.execute(USE, {"n": nonce, "e": now + ttl})
         except IntegrityError:
             return False
         return True

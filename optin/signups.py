@@ -52,6 +52,14 @@ def mask_email(email: str) -> str:
     return "email#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:10]
 
 
+RECORD = sa.text(
+    "INSERT INTO signups (form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,"
+    " status, created_at, next_attempt_at, lease_until, lease_owner)"
+    " VALUES (:slug, :form_id, :email, :first_name, :fields, :tags, :ip_hash, 'pending', :now, :now,"
+    " :lease_until, :owner) RETURNING *"
+)
+
+
 class Signups:
     def __init__(self, db: Database):
         self.db = db
@@ -62,12 +70,7 @@ class Signups:
         with self.db.transaction() as conn:
             now = self.db.now(conn)
             row = conn.execute(
-                sa.text(
-                    "INSERT INTO signups (form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,"
-                    " status, created_at, next_attempt_at, lease_until, lease_owner)"
-                    " VALUES (:slug, :form_id, :email, :first_name, :fields, :tags, :ip_hash, 'pending', :now, :now,"
-                    " :lease_until, :owner) RETURNING *"
-                ),
+                RECORD,
                 {
                     "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
                     "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),

@@ -60,10 +60,10 @@ class Worker:
         """Deliver at most one signup; False when there was nothing to do."""
         self.heartbeat()
         self.sweep()
-        paused = self.pauses.active()
+        paused = self.pauses.active(fresh=True)
         if paused:
             self.check_pauses(paused)
-            paused = self.pauses.active()
+            paused = self.pauses.active(fresh=True)
         paused_forms = self.delivery.paused_forms(paused)
         if paused_forms is None or not self.signups.has_due(paused_forms):
             return False

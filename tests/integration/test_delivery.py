@@ -83,7 +83,7 @@ def test_a_wrong_key_pauses_delivery_then_resumes_by_itself(make_app, env, ck, w
     ck.configure(api_key="not-the-key-we-use")
     record(services, 4)
     worker(env)
-    wait_until(lambda: services.delivery.pauses.active(), 20, "delivery was not paused")
+    wait_until(lambda: services.delivery.pauses.active(fresh=True), 20, "delivery was not paused")
     health = app.test_client().get("/healthz")
     assert health.status_code == 503 and "401" in health.json["problems"][0]
     attempts = len(ck.requests(path_contains="subscribe"))
@@ -101,11 +101,11 @@ def test_an_unknown_form_pauses_only_that_form(make_app, env, ck, worker):
     record(services, 3)
     worker(env)
     wait_until(lambda: len(delivered_emails(ck)) == 3, 30, "the healthy form was held up")
-    assert [p["scope"] for p in services.delivery.pauses.active()] == ["form:999999"]
+    assert [p["scope"] for p in services.delivery.pauses.active(fresh=True)] == ["form:999999"]
     assert {s.status for s in services.signups.find(form="ghost")} == {"pending"}
     ck.configure(forms={"999999": "Created at last"})
     wait_all_finished(services)
-    assert services.delivery.pauses.active() == []
+    assert services.delivery.pauses.active(fresh=True) == []
 
 
 def test_a_convertkit_422_is_rejected_with_its_message(make_app, env, ck, worker):
