@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -73,6 +74,10 @@ MIGRATIONS: list[list[str]] = [
 ID_COLUMN = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
 
 
+ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
+_open_transaction: ContextVar[tuple[Database, Connection] | None] = ContextVar("optin_transaction", default=None)
+
+
 class SchemaOutOfDate(RuntimeError):
     """The database is behind the code: run `python -m optin.db migrate` (the Procfile's release line does)."""
 
@@ -101,17 +106,34 @@ class Database:
 
     @contextmanager
     def transaction(self, lock: str | None = None):
-        """A write transaction; `lock` serialises callers on one name across processes and machines."""
+        """A write transaction; `lock` serialises callers on one name across processes and machines.
+
+        Nested calls join the open transaction, so a caller can make several steps (a token, a rate window,
+        the signup itself) one commit instead of several.
+        """
+        joined = _open_transaction.get()
+        if joined is not None and joined[0] is self:
+            if lock and not self.is_sqlite:
+                joined[1].execute(ADVISORY_LOCK, {"name": lock})
+            yield joined[1]
+            return
         if self.is_sqlite:
             # SQLite has one writer at a time. Waiting for it in SQLite's busy handler means sleeping in steps
             # of up to 100 ms; waiting on a lock file wakes the next writer the moment the last one commits.
             with self._sqlite_writer, self.engine.begin() as conn:
-                yield conn
+                yield from self._within(conn)
             return
         with self.engine.begin() as conn:
             if lock:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": lock})
+                conn.execute(ADVISORY_LOCK, {"name": lock})
+            yield from self._within(conn)
+
+    def _within(self, conn):
+        marker = _open_transaction.set((self, conn))
+        try:
             yield conn
+        finally:
+            _open_transaction.reset(marker)
 
     @contextmanager
     def read(self):

@@ -114,27 +114,32 @@ class Delivery:
         if signup.unconfirmed_at is not None and self.client.has_secret:
             return self._confirm(signup, owner, slot)
         try:
-            answer = self.client.subscribe_to_form(
+            answer, error = self.client.subscribe_to_form(
                 signup.convertkit_form_id, signup.email, first_name=signup.first_name,
                 fields=signup.fields or None, tags=list(signup.tags) or None,
-            )
-        except convertkit.Invalid as exc:
-            return self._rejected(signup, owner, exc)
-        except (convertkit.Unauthorized, convertkit.Forbidden, convertkit.NotFound) as exc:
-            return self._paused(signup, owner, exc)
-        except convertkit.RateLimited as exc:
-            return self._rate_limited(signup, owner, exc)
-        except convertkit.ConvertKitError as exc:  # 5xx, time-outs, connection errors, odd statuses
-            return self._transient(signup, owner, exc)
-        finally:
+            ), None
+        except convertkit.ConvertKitError as exc:
+            answer, error = None, exc
+        with self.signups.db.transaction():  # one commit for the slot's end and the signup's outcome
             self.windows.finish(slot)
-        now = self.clock()
-        self.signups.mark_delivered(signup, owner, at=now,
+            return self._delivered(signup, owner, answer) if error is None else self._failed(signup, owner, error)
+
+    def _delivered(self, signup: Signup, owner: str, answer: dict) -> Outcome:
+        self.signups.mark_delivered(signup, owner, at=self.clock(),
                                     subscriber_id=((answer or {}).get("subscriber") or {}).get("id"))
         if self.windows.strikes(self.rate_scope):  # a success ends a run of 429s
             self.windows.clear_strikes(self.rate_scope)
         log.info("signup %s delivered (form %s, %s)", signup.id, signup.form_slug, mask_email(signup.email))
         return Outcome("delivered")
+
+    def _failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError) -> Outcome:
+        if isinstance(error, convertkit.Invalid):
+            return self._rejected(signup, owner, error)
+        if isinstance(error, convertkit.Unauthorized | convertkit.Forbidden | convertkit.NotFound):
+            return self._paused(signup, owner, error)
+        if isinstance(error, convertkit.RateLimited):
+            return self._rate_limited(signup, owner, error)
+        return self._transient(signup, owner, error)  # 5xx, time-outs, connection errors, odd statuses
 
     def _confirm(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
         """The last attempt got no answer: ask whether it arrived before sending again (and emailing twice)."""

@@ -43,6 +43,7 @@ class Intake:
         self.nonces = nonces
         self.windows = windows
         self.signups = signups
+        self.db = signups.db
         self.delivery = delivery
         self.challenges = challenges
 
@@ -71,12 +72,13 @@ class Intake:
         token_errors = form.errors.get("token")
         if token_errors:
             return self._refused(form, token_errors[0])
-        token = form.token.checked
-        if not self.nonces.use(token.nonce, self.signer.max_age):
-            return self._refused(form, TokenProblem.MESSAGES["replayed"])
-
         ip_key = self.ip_hash(client_ip)
-        if ip_key and not self.windows.acquire("ip:" + ip_key, self.settings.ip_limit):
+        with self.db.transaction():  # one commit for the token's nonce and the client's window
+            fresh = self.nonces.use(form.token.checked.nonce, self.signer.max_age)
+            crowded = fresh and ip_key and not self.windows.acquire("ip:" + ip_key, self.settings.ip_limit)
+        if not fresh:
+            return self._refused(form, TokenProblem.MESSAGES["replayed"])
+        if crowded:
             log.info("form %s: too many submissions from one client", spec.slug)
             return self._limited(form, "Too many attempts from your network. Please wait a minute and try again.")
 
@@ -93,26 +95,29 @@ class Intake:
             return self._invalid(form, {"email": ["Please use a different email address."]})
 
         email_key = hashlib.sha256(email.lower().encode()).hexdigest()[:24]
-        if not self.windows.acquire("email:" + email_key, self.settings.email_limit):
+        values = form.values()
+        slot = signup = None
+        try:
+            # One commit for the address's window, the ConvertKit slot and the signup. The slot comes first, so
+            # the signup is stored already leased to this request when it may go now, and simply pending for the
+            # worker when not.
+            with self.db.transaction():
+                if self.windows.acquire("email:" + email_key, self.settings.email_limit):
+                    slot = self.delivery.reserve(spec.convertkit_form_id)
+                    owner = "web:" + secrets.token_hex(6) if slot else None  # the lease is this request's alone
+                    signup = self.signups.record(
+                        form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
+                        first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
+                        lease_owner=owner, lease_seconds=self.delivery.hold + 30,
+                    )
+        except BaseException:
+            if slot:  # windows kept in Redis do not roll back with the database
+                self.windows.cancel(slot)
+            raise
+        if signup is None:
             log.info("form %s: too many signups for %s today", spec.slug, mask_email(email))
             return self._limited(form, "This address has been signed up several times today. "
                                        "Please check your inbox for the confirmation email.")
-
-        values = form.values()
-        # The slot comes first, so the signup is stored already leased to this request when it may go now,
-        # and simply pending for the worker when not: one write either way.
-        slot = self.delivery.reserve(spec.convertkit_form_id)
-        owner = "web:" + secrets.token_hex(6) if slot else None  # the lease is this request's alone
-        try:
-            signup = self.signups.record(
-                form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
-                first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-                lease_owner=owner, lease_seconds=self.delivery.hold + 30,
-            )
-        except BaseException:
-            if slot:
-                self.windows.cancel(slot)
-            raise
         if slot is None:
             return Result("accepted", form, signup_id=signup.id)
         outcome = self.delivery.deliver(signup, owner, slot)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
 from .db import Database
 
 EXPIRE = sa.text("DELETE FROM used_nonces WHERE expires_at < :now")
-USE = sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e)")
+USE = sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e) ON CONFLICT (nonce) DO NOTHING")
 
 
 class SqlNonces:
@@ -17,14 +16,11 @@ class SqlNonces:
 
     def use(self, nonce: str, ttl: float) -> bool:
         """True the first time a nonce is seen; False for a replay."""
-        try:
-            with self.db.transaction() as conn:
-                now = self.db.now(conn)
-                conn.execute(EXPIRE, {"now": now})
-                conn.execute(USE, {"n": nonce, "e": now + ttl})
-        except IntegrityError:
-            return False
-        return True
+        with self.db.transaction() as conn:
+            now = self.db.now(conn)
+            conn.execute(EXPIRE, {"now": now})
+            # ON CONFLICT rather than catching the error: a failed INSERT would spoil a joined transaction.
+            return conn.execute(USE, {"n": nonce, "e": now + ttl}).rowcount == 1
 
 
 class RedisNonces:
