@@ -34,5 +34,21 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# `make bench`: the performance budgets in one table (docs/performance.md). wrk drives the web server: it is
+# installed from Debian's packages when missing and we are root; otherwise the bench stops and says so.
+bench: $(STAMP)
+	@command -v wrk >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null)); } || \
+	  { echo "wrk is missing and could not be installed here (needs root and apt-get): install wrk, then make bench" >&2; \
+	    exit 1; }
+	$(BIN)/python -m bench.suite
+
+# `make bench-delivery`: a burst of signups against a slow, rate-limited sandbox: none lost, none sent twice,
+# never over the limit, and the backlog drained at the limit's pace. About five minutes.
+bench-delivery: $(STAMP)
+	$(BIN)/python -m bench.delivery
+
 clean:
 	rm -rf $(VENV) node_modules instance .pytest_cache

@@ -1,0 +1,267 @@
+"""`make bench-delivery`: a burst of signups against a rate-limited, slow ConvertKit must all arrive, once each,
+as fast as the limit allows and never faster.
+
+The sandbox, the app (`gunicorn app:app`) and one worker (`flask --app app worker`) run as the Procfile runs
+them, configured by environment variables only. Many clients post distinct addresses at once, each with a real
+token from a GET of the form; then we wait for the queue to drain and read the sandbox's own log: when each
+request arrived, what it answered, and how many times each address was subscribed.
+
+Defaults: 500 signups at 20 per 10 s with 300 ms answers. 20/10 is ConvertKit's real rate (120/60 = 2/s)
+with a shorter window, so a run shows ~25 windows of backlog and drains in ~4 minutes; more signups only
+make it longer, a faster limit would measure one worker's round trips rather than the limiter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from bench.common import (
+    FORM_ID,
+    Check,
+    Service,
+    Services,
+    app_env,
+    fetch_tokens,
+    fmt_ms,
+    form_url,
+    free_port,
+    percentile,
+    print_table,
+    start_sandbox,
+    start_web,
+    start_worker,
+    write_json,
+)
+
+POST_P99_BUDGET_MS = 100.0
+RATE_BUDGET = 0.95
+
+
+@dataclass(frozen=True)
+class Limit:
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> Limit:
+        count, seconds = text.split("/")
+        return cls(int(count), float(seconds))
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}"
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+
+@dataclass
+class Burst:
+    accepted: list[str] = field(default_factory=list)
+    refused: Counter = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def post_burst(url: str, tokens: list[str], *, clients: int, tag: str) -> Burst:
+    """Post one signup per token from `clients` concurrent keep-alive clients; time each POST alone."""
+    burst = Burst()
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        with requests.Session() as session:
+            for i in range(n, len(tokens), clients):
+                email = f"{tag}-{i}@example.com"
+                started = time.perf_counter()
+                response = session.post(url, data={"token": tokens[i], "email": email},
+                                        headers={"Accept": "application/json"}, timeout=30)
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    burst.latencies_ms.append(elapsed)
+                    if response.status_code == 200 and response.json().get("ok"):
+                        burst.accepted.append(email)
+                    else:
+                        burst.refused[str(response.status_code)] += 1
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    burst.seconds = time.perf_counter() - started
+    return burst
+
+
+def wait_for_drain(web: Service, expected: int, timeout: float) -> tuple[float, bool]:
+    """Poll /healthz until nothing is pending; (seconds waited, drained?). Prints progress now and then, as a
+    drain at a real rate limit takes minutes. A web server that died says so instead of timing out."""
+    started = time.monotonic()
+    last_note = started
+    while time.monotonic() - started < timeout:
+        try:
+            backlog = requests.get(web.url + "/healthz", timeout=5).json()["backlog"]
+        except requests.RequestException:
+            if not web.alive():
+                raise RuntimeError(f"the web server exited during the drain (exit status {web.proc.returncode}; "
+                                   "was it stopped from outside?)") from None
+            backlog = None
+        if backlog == 0:
+            return time.monotonic() - started, True
+        if backlog is not None and time.monotonic() - last_note >= 20:
+            print(f"  … {expected - backlog}/{expected} delivered, {backlog} pending", flush=True)
+            last_note = time.monotonic()
+        time.sleep(0.5)
+    return time.monotonic() - started, False
+
+
+def max_in_window(arrivals: list[float], seconds: float) -> int:
+    """The most requests in any rolling window, as the sandbox counts them: those in (t - seconds, t]."""
+    best, first = 0, 0
+    for last, t in enumerate(arrivals):
+        while arrivals[first] <= t - seconds:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
+
+
+def mean_in_window(arrivals: list[float], seconds: float, *, skip: int, step: float = 0.05) -> float | None:
+    """Mean requests per rolling window (t - seconds, t] over the windows that lie between the first and the last
+    request (a backlog was waiting all that time) and start at least `skip` windows after the first request.
+
+    skip=0 counts every such window. skip=1 leaves out those that overlap the first window: web requests send
+    that window's worth at once, then the worker refills the next one a request at a time, which costs part of
+    a window once per burst; what follows is the steady rate. None when no such window fits in the run.
+    """
+    if len(arrivals) < 2:
+        return None
+    t = arrivals[0] + (skip + 1) * seconds  # the end of the first window counted
+    counts, first, last = [], 0, 0
+    while t <= arrivals[-1]:
+        while last < len(arrivals) and arrivals[last] <= t:
+            last += 1
+        while arrivals[first] <= t - seconds:
+            first += 1
+        counts.append(last - first)
+        t += step
+    return sum(counts) / len(counts) if counts else None
+
+
+def app_statuses(database: Path) -> dict[str, int]:
+    """The queue's own view (pending, delivered, rejected, failed), read from the run's SQLite file."""
+    with closing(sqlite3.connect(database)) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM signups GROUP BY status").fetchall())
+
+
+def sandbox_view(sandbox_url: str, accepted: list[str], limit: Limit) -> dict:
+    """What ConvertKit saw: arrivals per window, 429s, and each accepted address's subscription count."""
+    log = requests.get(sandbox_url + "/_sandbox/requests", timeout=30).json()
+    arrivals = sorted(entry["at"] for entry in log)
+    statuses = Counter(str(entry["status"]) for entry in log)
+    subscribed = requests.get(sandbox_url + "/_sandbox/subscribers", timeout=30).json()
+    counts = {s["email"].lower(): s["count"] for s in subscribed if s["form_id"] == FORM_ID}
+    steady = mean_in_window(arrivals, limit.seconds, skip=1)
+    whole = mean_in_window(arrivals, limit.seconds, skip=0)
+    return {
+        "requests": len(log),
+        "statuses": dict(statuses),
+        "status_429": statuses.get("429", 0),
+        "max_window": max_in_window(arrivals, limit.seconds) if arrivals else 0,
+        "backlog_rate_fraction": None if steady is None else steady / limit.count,
+        "backlog_rate_fraction_whole": None if whole is None else whole / limit.count,
+        "lost": sum(1 for email in accepted if counts.get(email.lower(), 0) == 0),
+        "duplicated": sum(1 for n in counts.values() if n > 1),
+        "arrivals_s": [round(t - arrivals[0], 3) for t in arrivals],
+    }
+
+
+def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path) -> dict:
+    """One full run in `log_dir` (which also holds the database); the figures as a dict."""
+    with Services(log_dir) as services:
+        sandbox = start_sandbox(services, rate_limit=str(limit), latency=latency)
+        env = app_env(log_dir, sandbox.url, rate_limit=str(limit), port=free_port())
+        web, _ = start_web(services, env)
+        start_worker(services, env)
+        tokens = fetch_tokens(form_url(web), count)
+        burst = post_burst(form_url(web), tokens, clients=clients, tag=f"d{uuid.uuid4().hex[:6]}")
+        expected_drain = len(burst.accepted) / limit.per_second
+        drain_seconds, drained = wait_for_drain(web, len(burst.accepted), expected_drain * 1.5 + 60)
+        time.sleep(0.5)  # the last answer's bookkeeping
+        seen = sandbox_view(sandbox.url, burst.accepted, limit)
+    return {
+        "config": {"count": count, "limit": str(limit), "latency_s": latency, "clients": clients},
+        "burst": {
+            "accepted": len(burst.accepted), "refused": dict(burst.refused), "seconds": round(burst.seconds, 3),
+            "accepted_per_s": len(burst.accepted) / burst.seconds,
+            "post_ms": {"p50": percentile(burst.latencies_ms, 50), "p99": percentile(burst.latencies_ms, 99),
+                        "max": max(burst.latencies_ms, default=None)},
+        },
+        "drain": {"seconds": round(drain_seconds, 1), "drained": drained,
+                  "expected_seconds": round(expected_drain, 1)},
+        "sandbox": seen,
+        "app_statuses": app_statuses(log_dir / "bench.sqlite3"),
+    }
+
+
+def checks(result: dict) -> list[Check]:
+    """Each figure against its budget; the informational ones carry no verdict."""
+    burst, seen, limit = result["burst"], result["sandbox"], Limit.parse(result["config"]["limit"])
+    fraction, whole = seen["backlog_rate_fraction"], seen["backlog_rate_fraction_whole"]
+    return [
+        Check("signups accepted", f"{burst['accepted']}/{result['config']['count']}", "all",
+              burst["accepted"] == result["config"]["count"]),
+        Check("accepted per second", f"{burst['accepted_per_s']:.0f}/s", "-", None),
+        Check("POST p50", fmt_ms(burst["post_ms"]["p50"]), "-", None),
+        Check("POST p99", fmt_ms(burst["post_ms"]["p99"]), f"< {POST_P99_BUDGET_MS:.0f} ms",
+              burst["post_ms"]["p99"] is not None and burst["post_ms"]["p99"] < POST_P99_BUDGET_MS),
+        Check("backlog drained", f"{result['drain']['seconds']:.0f} s", "drained",
+              result["drain"]["drained"]),
+        Check("delivery rate with a backlog (steady)", "-" if fraction is None else f"{fraction:.3f} of {limit}",
+              f">= {RATE_BUDGET}", None if fraction is None else fraction >= RATE_BUDGET),
+        Check("delivery rate incl. the burst's refill", "-" if whole is None else f"{whole:.3f} of {limit}",
+              "-", None),
+        Check("most requests in one window", f"{seen['max_window']}", f"<= {limit.count}",
+              seen["max_window"] <= limit.count),
+        Check("429s from ConvertKit", str(seen["status_429"]), "0", seen["status_429"] == 0),
+        Check("lost (accepted, not delivered)", str(seen["lost"]), "0", seen["lost"] == 0),
+        Check("duplicated (subscribed > once)", str(seen["duplicated"]), "0", seen["duplicated"] == 0),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.delivery", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=500, help="signups in the burst (default 500)")
+    parser.add_argument("--limit", type=Limit.parse, default=Limit(20, 10),
+                        help="ConvertKit's limit, N/S, set on both the sandbox and the app (default 20/10)")
+    parser.add_argument("--latency", type=float, default=0.3, help="the sandbox's answer time (default 0.3 s)")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent posting clients (default 32)")
+    args = parser.parse_args(argv)
+    print(f"delivery: {args.count} signups, limit {args.limit}, ConvertKit answers in {args.latency:g} s, "
+          f"{args.clients} clients; expect ~{args.count / args.limit.per_second:.0f} s of draining", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+        try:
+            result = run(count=args.count, limit=args.limit, latency=args.latency, clients=args.clients,
+                         log_dir=Path(tmp))
+        except Exception:
+            for log in sorted(Path(tmp).glob("*.log")):
+                print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
+            raise
+    table = checks(result)
+    print_table(table)
+    result["checks"] = [vars(c) | {"verdict": c.verdict} for c in table]
+    print(f"wrote {write_json('delivery.json', result)}")
+    return 1 if any(c.passed is False for c in table) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
