@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -53,6 +54,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     settings = Settings.from_env(os.environ if config is None else config)
     configure_logging()
     app = Flask(__name__)
+    app.session_interface = NoSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -101,6 +103,13 @@ def build_services(settings: Settings) -> Services:
 def configure_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class NoSessions(SecureCookieSessionInterface):
+    """Nothing here uses a session (tokens travel in the form), so no request opens or signs one."""
+
+    def open_session(self, app, request):
+        return None
 
 
 def register_middleware(app: Flask, settings: Settings) -> None:

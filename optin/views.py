@@ -33,6 +33,8 @@ def spec_or_404(slug: str):
 
 
 def wants_json() -> bool:
+    if "json" not in request.headers.get("Accept", ""):  # browsers asking for a page: skip the parsing
+        return False
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
