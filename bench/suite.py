@@ -84,13 +84,23 @@ def measure_intake(web: Service, workdir: Path, *, expected_rps: float, duration
     visitors would), enough for a little more than the budget (half the render rate): if wrk runs out, the
     figure is a lower bound that already passes, and says so; fetching more would only spend time."""
     count = int(max(expected_rps, 100) * BUDGETS["intake_ratio"] * 1.1 * duration) + 200
+    warm = int(INTAKE_LIMIT.split("/")[0]) + 30
     started = time.monotonic()
-    tokens = fetch_tokens(form_url(web), count)
-    print(f"  fetched {count} tokens in {time.monotonic() - started:.1f} s", flush=True)
-    token_file = workdir / "tokens.txt"
-    token_file.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    tokens = fetch_tokens(form_url(web), count + warm)
+    print(f"  fetched {count + warm} tokens in {time.monotonic() - started:.1f} s", flush=True)
+    # The budget is about a launch: ConvertKit's window is full and the limiter has no room, so the visitor must
+    # not wait for ConvertKit. The first posts of a quiet minute do wait for it (that single inline attempt is
+    # what puts ConvertKit's 422 into the form), so a warm-up fills the window first and is reported apart.
+    warm_file, token_file = workdir / "warm-tokens.txt", workdir / "tokens.txt"
+    warm_file.write_text("\n".join(tokens[:warm]) + "\n", encoding="utf-8")
+    token_file.write_text("\n".join(tokens[warm:]) + "\n", encoding="utf-8")
+    warmup = run_wrk(form_url(web), connections=connections, duration=4, log=log,
+                     args=("post", str(warm_file), "2", f"w{uuid.uuid4().hex[:6]}"))
+    print(f"  warm-up (window filling, inline attempts): {warmup['ok']} ok, "
+          f"p50 {warmup['latency_ms']['p50']:.1f} ms, p99 {warmup['latency_ms']['p99']:.1f} ms", flush=True)
     result = run_wrk(form_url(web), connections=connections, duration=duration, log=log,
                      args=("post", str(token_file), "2", f"i{uuid.uuid4().hex[:6]}"))
+    result["warmup"] = {"ok": warmup["ok"], "latency_ms": warmup["latency_ms"]}
     result["tokens"] = count
     result["lower_bound"] = result["exhausted_threads"] > 0
     print(f"  intake: {result['ok_rps']:.0f} signups/s, p99 {result['latency_ms']['p99']:.1f} ms, "
@@ -284,6 +294,8 @@ def checks(results: dict, connections: int) -> list[Check]:
               f"< {BUDGETS['intake_p99_ms']:.0f} ms", intake["latency_ms"]["p99"] < BUDGETS["intake_p99_ms"]),
         Check("intake: refused POSTs", str(intake["limited"] + intake["invalid"] + intake["other"]), "0",
               intake["limited"] + intake["invalid"] + intake["other"] == 0),
+        Check("intake: warm-up p99 (window had room: one inline attempt)",
+              fmt_ms(intake["warmup"]["latency_ms"]["p99"]), "-", None),
         Check(f"delivery: steady rate, backlog ({dlimit})", "-" if steady is None else f"{steady:.3f}",
               f">= {BUDGETS['delivery_rate']}", None if steady is None else steady >= BUDGETS["delivery_rate"]),
         Check("delivery: rate incl. the burst's refill", "-" if whole is None else f"{whole:.3f}", "-", None),
