@@ -25,7 +25,7 @@ RATE_SCOPE_PREFIX = "convertkit:"
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # delivered | rejected | retry | paused | deferred
+    kind: str  # delivered | rejected | retry | paused
     message: str | None = None  # for rejected: ConvertKit's words, shown in the form
     pause_scope: str | None = None
 

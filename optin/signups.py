@@ -148,16 +148,6 @@ class Signups:
             values.update(status=FAILED, finished_at=at)
         return self._finish(signup.id, owner, values)
 
-    def release(self, signup: Signup, owner: str) -> bool:
-        """Give a leased signup back untouched (no room in the limit, or shutting down)."""
-        with self.db.transaction() as conn:
-            result = conn.execute(
-                sa.text("UPDATE signups SET lease_until = NULL, lease_owner = NULL"
-                        " WHERE id = :id AND lease_owner = :owner AND status = 'pending'"),
-                {"id": signup.id, "owner": owner},
-            )
-        return result.rowcount == 1
-
     # Operators' views -------------------------------------------------------------------------------------
 
     def get(self, signup_id: int) -> Signup | None:
