@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 import convertkit
 
 from .signups import STATUSES, mask_email
-from .worker import Worker
+from .worker import run_workers
 
 
 def services():
@@ -34,11 +34,11 @@ def cell(value) -> str:
 @click.command("worker")
 @with_appcontext
 @click.option("--poll", default=1.0, show_default=True, help="Seconds to sleep when nothing is due.")
-def worker_command(poll):
-    """Deliver pending signups to ConvertKit until stopped (SIGTERM finishes the signup in hand)."""
-    worker = Worker(services().delivery, poll=poll)
-    worker.install_signal_handlers()
-    worker.run()
+@click.option("--threads", default=4, show_default=True, envvar="WORKER_THREADS",
+              help="Deliveries in flight at once (env WORKER_THREADS).")
+def worker_command(poll, threads):
+    """Deliver pending signups to ConvertKit until stopped (SIGTERM finishes the signups in hand)."""
+    run_workers(services().delivery, threads=threads, poll=poll)
 
 
 @click.command("check")

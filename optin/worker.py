@@ -23,7 +23,10 @@ SWEEP_EVERY = 60.0
 
 
 class Worker:
-    def __init__(self, delivery: Delivery, *, poll: float = 1.0, lease_seconds: float | None = None):
+    """One delivery loop: one signup in flight at a time. `run_workers` runs several side by side."""
+
+    def __init__(self, delivery: Delivery, *, poll: float = 1.0, lease_seconds: float | None = None,
+                 stop: threading.Event | None = None, index: int = 0):
         self.delivery = delivery
         self.signups = delivery.signups
         self.pauses = delivery.pauses
@@ -31,18 +34,11 @@ class Worker:
         # A lease must outlast one delivery (the slot's hold) so two workers never send the same signup at once.
         self.lease_seconds = max(lease_seconds or delivery.settings.lease_seconds or delivery.hold + 30,
                                  delivery.hold + 1)
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 10000}"
-        self.stop = threading.Event()
+        self.name = f"{socket.gethostname()}:{os.getpid()}:{index}"
+        self.stop = stop if stop is not None else threading.Event()
+        self.sweeps = index == 0  # one sweeper per process is plenty
         self._last_beat = 0.0
         self._last_sweep = 0.0
-
-    def install_signal_handlers(self) -> None:
-        """SIGTERM (a deploy, a daily restart): finish the signup in hand, then exit well within 30 s."""
-        def handle(signum, _frame):
-            log.info("worker %s got signal %s; stopping after the signup in hand", self.name, signum)
-            self.stop.set()
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
 
     def run(self) -> None:
         log.info("worker %s started (limit %s)", self.name, self.delivery.settings.rate_limit)
@@ -51,6 +47,9 @@ class Worker:
                 worked = self.step()
             except sa.exc.OperationalError as exc:  # the database restarted or failed over: wait, then go on
                 log.warning("worker %s: database unavailable (%s); retrying", self.name, type(exc).__name__)
+                worked = False
+            except Exception:  # a bug must not silently stop delivery: log it, wait, go on
+                log.exception("worker %s: unexpected error; retrying", self.name)
                 worked = False
             if not worked:
                 self.stop.wait(self.poll)
@@ -79,7 +78,7 @@ class Worker:
         return True
 
     def sweep(self) -> None:
-        if time.monotonic() - self._last_sweep >= SWEEP_EVERY:
+        if self.sweeps and time.monotonic() - self._last_sweep >= SWEEP_EVERY:
             self._last_sweep = time.monotonic()
             self.delivery.windows.sweep()
 
@@ -122,3 +121,30 @@ class Worker:
                 log.warning("delivery resumed for %s: ConvertKit accepts it again", scope)
             else:
                 self.pauses.reschedule(scope, pause["checks"])
+
+
+def run_workers(delivery: Delivery, *, threads: int = 4, poll: float = 1.0) -> None:
+    """Several deliveries in flight. One at a time cannot fill ConvertKit's 120 a minute once its answers take
+    longer than half a second, and refills a window slowly after a burst; the shared limiter keeps any number of
+    loops, here or on other machines, within the limit.
+
+    SIGTERM (a deploy, a daily restart): every loop finishes the signup in hand, then the process exits, well
+    within the 30 s a platform allows.
+    """
+    stop = threading.Event()
+
+    def handle(signum, _frame):
+        log.info("worker process %s got signal %s; stopping after the signups in hand", os.getpid(), signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    loops = [Worker(delivery, poll=poll, stop=stop, index=i) for i in range(max(1, threads))]
+    running = [threading.Thread(target=loop.run, name=loop.name) for loop in loops]
+    for thread in running:
+        thread.start()
+    while not stop.wait(0.5):
+        if not any(thread.is_alive() for thread in running):
+            break
+    for thread in running:
+        thread.join()

@@ -283,7 +283,8 @@ def gunicorn(processes):
 def worker(processes):
     """Start `flask --app app worker` as its own process, as the Procfile's worker line does."""
 
-    def start(env, *, poll: float = 0.1):
-        return processes([sys.executable, "-m", "flask", "--app", "app", "worker", "--poll", str(poll)], env, "worker")
+    def start(env, *, poll: float = 0.1, threads: int | None = None):
+        args = [sys.executable, "-m", "flask", "--app", "app", "worker", "--poll", str(poll)]
+        return processes(args + (["--threads", str(threads)] if threads else []), env, "worker")
 
     return start
