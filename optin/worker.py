@@ -36,7 +36,7 @@ class Worker:
                                  delivery.hold + 1)
         self.name = f"{socket.gethostname()}:{os.getpid()}:{index}"
         self.stop = stop if stop is not None else threading.Event()
-        self.sweeps = index == 0  # one sweeper per process is plenty
+        self.housekeeper = index == 0  # one loop per process sweeps old windows and checks pauses
         self._last_beat = 0.0
         self._last_sweep = 0.0
 
@@ -60,7 +60,7 @@ class Worker:
         self.heartbeat()
         self.sweep()
         paused = self.pauses.active(fresh=True)
-        if paused:
+        if paused and self.housekeeper:
             self.check_pauses(paused)
             paused = self.pauses.active(fresh=True)
         paused_forms = self.delivery.paused_forms(paused)
@@ -78,7 +78,7 @@ class Worker:
         return True
 
     def sweep(self) -> None:
-        if self.sweeps and time.monotonic() - self._last_sweep >= SWEEP_EVERY:
+        if self.housekeeper and time.monotonic() - self._last_sweep >= SWEEP_EVERY:
             self._last_sweep = time.monotonic()
             self.delivery.windows.sweep()
 
