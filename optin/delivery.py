@@ -107,7 +107,7 @@ class Delivery:
         paused = self.paused_forms()
         if paused is None or form_id in paused:
             return None
-        return self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold).slot
+        return self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold, blockable=True).slot
 
     def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
         """Send one signup (the caller holds a slot and the lease) and record what ConvertKit said."""

@@ -32,10 +32,9 @@ class Verdict:
         return self.slot is not None
 
 
-# Built once: these run on every form post.
+# Built once: these run on every form post. Old rows are not deleted here but by sweep(), off the request path.
 BLOCKED = sa.text("SELECT until FROM rate_blocks WHERE scope = :s")
-FORGET = sa.text("DELETE FROM rate_events WHERE scope = :s AND ends_at <= :t")
-ENDS = sa.text("SELECT ends_at FROM rate_events WHERE scope = :s ORDER BY ends_at")
+ENDS = sa.text("SELECT ends_at FROM rate_events WHERE scope = :s AND ends_at > :t ORDER BY ends_at")
 TAKE = sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) VALUES (:s, :id, :e, :f)")
 
 
@@ -45,14 +44,14 @@ class SqlWindows:
     def __init__(self, db: Database):
         self.db = db
 
-    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0) -> Verdict:
+    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0, *, blockable: bool = False) -> Verdict:
+        """A slot if the window has room; `blockable` scopes (ConvertKit's) also honour block()."""
         with self.db.transaction(lock="optin.window." + scope) as conn:
             now = self.db.now(conn)
-            blocked = conn.execute(BLOCKED, {"s": scope}).scalar()
+            blocked = conn.execute(BLOCKED, {"s": scope}).scalar() if blockable else None
             if blocked is not None and blocked > now:
                 return Verdict(None, blocked - now)
-            conn.execute(FORGET, {"s": scope, "t": now - limit.seconds})
-            ends = conn.execute(ENDS, {"s": scope}).scalars().all()
+            ends = conn.execute(ENDS, {"s": scope, "t": now - limit.seconds}).scalars().all()
             if len(ends) >= limit.count:
                 return Verdict(None, max(ends[len(ends) - limit.count] + limit.seconds - now, 0.001))
             slot = Slot(scope, secrets.token_hex(8))
@@ -99,8 +98,10 @@ class SqlWindows:
 _ACQUIRE = """
 local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local count, window, hold, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local blocked = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
-if blocked > now then return {0, tostring(blocked - now)} end
+if ARGV[5] == '1' then
+  local blocked = tonumber(redis.call('HGET', KEYS[2], 'until') or '0')
+  if blocked > now then return {0, tostring(blocked - now)} end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local n = redis.call('ZCARD', KEYS[1])
 if n >= count then
@@ -138,9 +139,10 @@ class RedisWindows:
     def _keys(self, scope: str) -> list[str]:
         return [f"{self.prefix}window:{{{scope}}}", f"{self.prefix}block:{{{scope}}}"]
 
-    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0) -> Verdict:
+    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0, *, blockable: bool = False) -> Verdict:
         slot_id = secrets.token_hex(8)
-        ok, wait = self._acquire(keys=self._keys(scope), args=[limit.count, limit.seconds, hold, slot_id])
+        ok, wait = self._acquire(keys=self._keys(scope),
+                                 args=[limit.count, limit.seconds, hold, slot_id, "1" if blockable else "0"])
         return Verdict(Slot(scope, slot_id), 0.0) if int(ok) else Verdict(None, float(wait))
 
     def finish(self, slot: Slot) -> None:
@@ -166,7 +168,7 @@ class RedisWindows:
 def wait_for_slot(windows, scope: str, limit: RateLimit, hold: float, *, stop=None, clock=time.monotonic):
     """Block until a slot is granted (for the worker); the web path never calls this."""
     while True:
-        verdict = windows.acquire(scope, limit, hold)
+        verdict = windows.acquire(scope, limit, hold, blockable=True)
         if verdict or (stop is not None and stop.is_set()):
             return verdict
         pause = min(verdict.wait, 1.0)

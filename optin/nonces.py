@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import sqlalchemy as sa
 
 from .db import Database
@@ -18,7 +20,8 @@ class SqlNonces:
         """True the first time a nonce is seen; False for a replay."""
         with self.db.transaction() as conn:
             now = self.db.now(conn)
-            conn.execute(EXPIRE, {"now": now})
+            if random.random() < 0.01:  # forgetting expired nonces now and then keeps the table small enough
+                conn.execute(EXPIRE, {"now": now})
             # ON CONFLICT rather than catching the error: a failed INSERT would spoil a joined transaction.
             return conn.execute(USE, {"n": nonce, "e": now + ttl}).rowcount == 1
 

@@ -101,7 +101,7 @@ class Worker:
         if not due:
             return
         verdict = self.delivery.windows.acquire(self.delivery.rate_scope, self.delivery.settings.rate_limit,
-                                                self.delivery.hold)
+                                                self.delivery.hold, blockable=True)
         if not verdict:
             return
         try:
