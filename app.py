@@ -92,7 +92,7 @@ def build_services(settings: Settings) -> Services:
                         clock=time.time)
     signer = TokenSigner(settings.secret_key, min_age=settings.min_fill_seconds, max_age=settings.token_max_age)
     intake = Intake(
-        settings=settings, forms=forms, form_classes={slug: form_class(spec) for slug, spec in forms.items()},
+        settings=settings, form_classes={slug: form_class(spec) for slug, spec in forms.items()},
         signer=signer, nonces=nonces, windows=windows, signups=signups, delivery=delivery,
         challenges=Challenges(settings, nonces),
     )

@@ -27,7 +27,6 @@ RATE_SCOPE_PREFIX = "convertkit:"
 class Outcome:
     kind: str  # delivered | rejected | retry | paused
     message: str | None = None  # for rejected: ConvertKit's words, shown in the form
-    pause_scope: str | None = None
 
 
 class Pauses:
@@ -175,7 +174,7 @@ class Delivery:
         now = self.clock()
         self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, error=reason, counted=False)
         log.error("delivery paused for %s: %s (signup %s kept pending)", scope, reason, signup.id)
-        return Outcome("paused", pause_scope=scope)
+        return Outcome("paused")
 
     def _rate_limited(self, signup, owner, exc) -> Outcome:
         # Our own limiter should make this rare: another program is using the key. Wait a window, then longer.

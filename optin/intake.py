@@ -26,7 +26,6 @@ class Result:
     form: SignupForm
     status: int = 200
     errors: dict[str, list[str]] = field(default_factory=dict)
-    signup_id: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -34,10 +33,9 @@ class Result:
 
 
 class Intake:
-    def __init__(self, *, settings, forms: dict[str, FormSpec], form_classes: dict[str, type[SignupForm]],
+    def __init__(self, *, settings, form_classes: dict[str, type[SignupForm]],
                  signer: TokenSigner, nonces, windows, signups: Signups, delivery: Delivery, challenges):
         self.settings = settings
-        self.forms = forms
         self.form_classes = form_classes
         self.signer = signer
         self.nonces = nonces
@@ -119,22 +117,22 @@ class Intake:
             return self._limited(form, "This address has been signed up several times today. "
                                        "Please check your inbox for the confirmation email.")
         if slot is None:
-            return Result("accepted", form, signup_id=signup.id)
+            return Result("accepted", form)
         outcome = self.delivery.deliver(signup, owner, slot)
         if outcome.kind == "rejected":
-            return self._invalid(form, {"email": [outcome.message]}, signup_id=signup.id)
-        return Result("accepted", form, signup_id=signup.id)
+            return self._invalid(form, {"email": [outcome.message]})
+        return Result("accepted", form)
 
     def _refused(self, form, message: str) -> Result:
         """A token problem, shown with any field errors so the visitor fixes everything in one go."""
         errors = {name: list(errs) for name, errs in form.errors.items() if name != "token"}
         return self._invalid(form, {FORM_ERRORS: [message], **errors})
 
-    def _invalid(self, form, errors, signup_id=None) -> Result:
+    def _invalid(self, form, errors) -> Result:
         for name, messages in errors.items():
             if name in form:
                 form[name].errors = list(messages)
-        return Result("invalid", form, status=422, errors=errors, signup_id=signup_id)
+        return Result("invalid", form, status=422, errors=errors)
 
     def _limited(self, form, message: str) -> Result:
         return Result("limited", form, status=429, errors={FORM_ERRORS: [message]})

@@ -165,7 +165,7 @@ class RedisWindows:
         self.redis.delete(self._keys(scope)[1])
 
 
-def wait_for_slot(windows, scope: str, limit: RateLimit, hold: float, *, stop=None, clock=time.monotonic):
+def wait_for_slot(windows, scope: str, limit: RateLimit, hold: float, *, stop=None):
     """Block until a slot is granted (for the worker); the web path never calls this."""
     while True:
         verdict = windows.acquire(scope, limit, hold, blockable=True)
