@@ -26,7 +26,7 @@ from optin.formspec import FormSpec, load_forms
 from optin.intake import Intake
 from optin.limiter import RedisWindows, SqlWindows
 from optin.nonces import RedisNonces, SqlNonces
-from optin.pages import BlankPages
+from optin.pages import BlankPages, CachedPages
 from optin.settings import Settings
 from optin.signups import Signups
 from optin.static import register_static
@@ -117,9 +117,14 @@ def register_middleware(app: Flask, settings: Settings) -> None:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     register_static(app)
+    services = app.extensions["optin"]
+    app.wsgi_app = CachedPages(app.wsgi_app, pages=services.pages, forms=services.forms,
+                               signer=services.intake.signer)
 
     @app.after_request
     def headers(response):
+        if getattr(response, "prepared", False):  # a form document: its headers are already complete
+            return response
         slug = (request.view_args or {}).get("slug")
         spec = app.extensions["optin"].forms.get(slug) if slug else None
         embeddable = request.endpoint in ("forms.frame", "forms.frame_thanks")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from urllib.parse import urlsplit
 
-from flask import abort, request
+from flask import Response, abort, request
 
 from .formspec import FormSpec
 
@@ -81,9 +81,38 @@ def cors_headers(spec: FormSpec | None) -> dict[str, str]:
     return {}
 
 
+BASE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    # Pages and answers carry single-use tokens: no browser or CDN may hand one to a second visitor.
+    "Cache-Control": "no-store",
+}
+
+
+class PreparedResponse(Response):
+    """A response whose headers were all set when it was made (see page_response); set_headers leaves it be."""
+
+    prepared = True
+
+
+@functools.lru_cache(maxsize=1024)
+def page_headers(spec: FormSpec, *, embeddable: bool) -> tuple[tuple[str, str], ...]:
+    """Every header of a form document, worked out once per form: the document is served on every page view."""
+    return (("Content-Type", "text/html; charset=utf-8"), *BASE_HEADERS.items(),
+            ("Content-Security-Policy", form_csp(spec, embeddable=embeddable)))
+
+
+def page_response(body: str, spec: FormSpec, *, embeddable: bool) -> Response:
+    """A form document for a GET: the same headers set_headers would give it, without the per-request work.
+    CORS headers are for posts and JSON, so a page needs none."""
+    return PreparedResponse(body, headers=page_headers(spec, embeddable=embeddable))
+
+
 def set_headers(response, *, spec: FormSpec | None = None, embeddable: bool = False):
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    if getattr(response, "prepared", False):
+        return response
+    for name, value in BASE_HEADERS.items():
+        response.headers.setdefault(name, value)
     if response.mimetype == "text/html":
         response.headers["Content-Security-Policy"] = form_csp(spec, embeddable=embeddable)
     for name, value in cors_headers(spec).items():
