@@ -72,6 +72,7 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 
+BACKSTOP_CHECKPOINT_PAGES = 10_000
 ID_COLUMN = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
 
 
@@ -197,6 +198,12 @@ class Database:
                 applied.append(version)
         return applied
 
+    def checkpoint(self) -> None:
+        """SQLite: move committed pages from the write-ahead log into the database, without blocking writers,
+        so form posts never wait for it. PostgreSQL looks after this itself."""
+        if self.is_sqlite:
+            SqliteConnection(self._sqlite_connection()).execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def check_schema(self) -> None:
         if self.version() < len(MIGRATIONS):
             raise SchemaOutOfDate(SchemaOutOfDate.__doc__)
@@ -290,6 +297,9 @@ def _sqlite_connect(dbapi_connection, _record):
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Copying the log into the database (a checkpoint, with an fsync) is the worker's job, every half second
+    # (Database.checkpoint); a commit does it only as a backstop, if the log passes about 40 MB with no worker.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
     cursor.close()
 
 

@@ -21,6 +21,7 @@ log = logging.getLogger("optin.delivery")
 
 ACCOUNT = "account"
 RATE_SCOPE_PREFIX = "convertkit:"
+FULL_WINDOW_RECHECK = 1.0  # seconds a web process trusts its last look at a full ConvertKit window
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Delivery:
         # The limit belongs to the key; name it by a hash so the key never lands in Redis or the database.
         self.rate_scope = RATE_SCOPE_PREFIX + hashlib.sha256(settings.api_key.encode()).hexdigest()[:16]
         self.hold = settings.api_timeout * 2 + 1  # connect + read time-outs, and a margin
+        self._full_until = 0.0  # until then ConvertKit's window has no room (this process's last look)
 
     def paused_forms(self, paused: list[dict] | None = None) -> list[int] | None:
         """Form ids not to deliver now; None when the whole account is paused."""
@@ -103,10 +105,17 @@ class Delivery:
     def reserve(self, form_id: int) -> Slot | None:
         """A slot for the web request's single attempt, only if the form is not paused and the shared limit has
         room right now: the visitor never waits for room."""
+        if self.clock() < self._full_until:  # a launch: the window is known to be full, don't ask again yet
+            return None
         paused = self.paused_forms()
         if paused is None or form_id in paused:
             return None
-        return self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold, blockable=True).slot
+        verdict = self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold, blockable=True)
+        if not verdict:
+            # Look again in a second at most (sooner if a slot is due sooner), like the pauses. A slot freed in
+            # between goes to the worker, which delivers just as well; only the inline answer is missed.
+            self._full_until = self.clock() + min(verdict.wait, FULL_WINDOW_RECHECK)
+        return verdict.slot
 
     def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
         """Send one signup (the caller holds a slot and the lease) and record what ConvertKit said."""

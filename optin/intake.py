@@ -71,35 +71,52 @@ class Intake:
         if token_errors:
             return self._refused(form, token_errors[0])
         ip_key = self.ip_hash(client_ip)
-        with self.db.transaction():  # one commit for the token's nonce and the client's window
+
+        email = problems = None
+        if not valid:
+            problems = {name: list(errs) for name, errs in form.errors.items() if name != "token"}
+        else:
+            email = form.email.normalized or form.email.data.strip()
+            if email.rsplit("@", 1)[-1].lower() in spec.blocked_domains:
+                problems = {"email": ["Please use a different email address."]}
+
+        if problems is None and not spec.challenge:
+            # Nothing stands between the token and the signup: one commit for all of it.
+            return self._keep(spec, form, email, ip_key, admit=True)
+        refusal = self._admit(form, ip_key)
+        if refusal is not None:
+            return refusal
+        if spec.challenge and not self.challenges.verify(spec, formdata, client_ip):
+            return self._invalid(form, {FORM_ERRORS: ["Please complete the verification and submit again."]})
+        if problems is not None:
+            return self._invalid(form, problems)
+        return self._keep(spec, form, email, ip_key, admit=False)
+
+    def _admit(self, form: SignupForm, ip_key: str | None) -> Result | None:
+        """Spend the token's nonce and count the post in the client's window; a Result when either refuses."""
+        with self.db.transaction():  # joins the caller's transaction when there is one
             fresh = self.nonces.use(form.token.checked.nonce, self.signer.max_age)
             crowded = fresh and ip_key and not self.windows.acquire("ip:" + ip_key, self.settings.ip_limit)
         if not fresh:
             return self._refused(form, TokenProblem.MESSAGES["replayed"])
         if crowded:
-            log.info("form %s: too many submissions from one client", spec.slug)
+            log.info("form %s: too many submissions from one client", form.token.checked.slug)
             return self._limited(form, "Too many attempts from your network. Please wait a minute and try again.")
+        return None
 
-        if spec.challenge and not self.challenges.verify(spec, formdata, client_ip):
-            return self._invalid(form, {FORM_ERRORS: ["Please complete the verification and submit again."]})
-
-        if not valid:
-            errors = {name: list(errs) for name, errs in form.errors.items() if name != "token"}
-            return self._invalid(form, errors)
-
-        email = form.email.normalized or form.email.data.strip()
-        domain = email.rsplit("@", 1)[-1].lower()
-        if domain in spec.blocked_domains:
-            return self._invalid(form, {"email": ["Please use a different email address."]})
-
+    def _keep(self, spec: FormSpec, form: SignupForm, email: str, ip_key: str | None, *, admit: bool) -> Result:
+        """Store the signup, then try it at once if ConvertKit's limit had room (never waiting for room)."""
         email_key = hashlib.sha256(email.lower().encode()).hexdigest()[:24]
         values = form.values()
         slot = signup = None
         try:
-            # One commit for the address's window, the ConvertKit slot and the signup. The slot comes first, so
-            # the signup is stored already leased to this request when it may go now, and simply pending for the
-            # worker when not.
+            # One commit for (the token and the client's window, when `admit`,) the address's window, the
+            # ConvertKit slot and the signup. The slot comes first, so the signup is stored already leased to
+            # this request when it may go now, and simply pending for the worker when not.
             with self.db.transaction():
+                refusal = self._admit(form, ip_key) if admit else None
+                if refusal is not None:
+                    return refusal
                 if self.windows.acquire("email:" + email_key, self.settings.email_limit):
                     slot = self.delivery.reserve(spec.convertkit_form_id)
                     owner = "web:" + secrets.token_hex(6) if slot else None  # the lease is this request's alone

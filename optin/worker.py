@@ -146,5 +146,9 @@ def run_workers(delivery: Delivery, *, threads: int = 4, poll: float = 1.0) -> N
     while not stop.wait(0.5):
         if not any(thread.is_alive() for thread in running):
             break
+        try:
+            delivery.signups.db.checkpoint()
+        except sa.exc.OperationalError:  # a busy database: the next half second will do
+            pass
     for thread in running:
         thread.join()
