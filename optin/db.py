@@ -198,11 +198,14 @@ class Database:
                 applied.append(version)
         return applied
 
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> tuple[int, int]:
         """SQLite: move committed pages from the write-ahead log into the database, without blocking writers,
-        so form posts never wait for it. PostgreSQL looks after this itself."""
-        if self.is_sqlite:
-            SqliteConnection(self._sqlite_connection()).execute("PRAGMA wal_checkpoint(PASSIVE)")
+        so form posts never wait for it; (pages in the log, pages copied). PostgreSQL looks after this itself."""
+        if not self.is_sqlite:
+            return 0, 0
+        _busy, logged, copied = SqliteConnection(self._sqlite_connection()).execute(
+            "PRAGMA wal_checkpoint(PASSIVE)").one()
+        return logged, copied
 
     def check_schema(self) -> None:
         if self.version() < len(MIGRATIONS):

@@ -1,0 +1,84 @@
+"""The SQLite write path: plain sqlite3 transactions that behave as SQLAlchemy's did, and checkpoints off it."""
+
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from optin.db import Database
+
+INSERT = sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e)")
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    database.migrate()
+    yield database
+    database.dispose()
+
+
+def count(db) -> int:
+    with db.read() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM used_nonces")).scalar()
+
+
+def test_a_failed_transaction_leaves_nothing_behind(db):
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute(INSERT, {"n": "a", "e": 1.0})
+        raise RuntimeError("boom")
+    with db.transaction() as conn:
+        conn.execute(INSERT, {"n": "b", "e": 1.0})
+    assert count(db) == 1
+
+
+def test_database_errors_are_sqlalchemys_and_never_carry_the_values(db):
+    with db.transaction() as conn:
+        conn.execute(INSERT, {"n": "someone@example.com", "e": 1.0})
+    with pytest.raises(sa.exc.IntegrityError) as raised, db.transaction() as conn:
+        conn.execute(INSERT, {"n": "someone@example.com", "e": 1.0})
+    assert "someone@example.com" not in str(raised.value)
+    assert count(db) == 1
+
+
+def test_nested_transactions_are_one_commit(db):
+    with pytest.raises(RuntimeError), db.transaction() as outer:
+        outer.execute(INSERT, {"n": "a", "e": 1.0})
+        with db.transaction() as inner:
+            inner.execute(INSERT, {"n": "b", "e": 1.0})
+        raise RuntimeError("the outer step fails after the inner one")
+    assert count(db) == 0
+
+
+def test_rows_read_by_position_and_by_name(db):
+    with db.transaction() as conn:
+        row = conn.execute(sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES ('x', 2.5) RETURNING *")).one()
+        assert row[0] == "x" and row._mapping == {"nonce": "x", "expires_at": 2.5}
+        assert conn.execute(sa.text("SELECT nonce FROM used_nonces")).scalars().all() == ["x"]
+        assert conn.execute(sa.text("SELECT nonce FROM used_nonces WHERE nonce = 'y'")).scalar() is None
+        assert conn.execute(sa.text("DELETE FROM used_nonces")).rowcount == 1
+
+
+def test_threads_write_side_by_side_without_losing_a_row(db):
+    def write(prefix):
+        for n in range(50):
+            with db.transaction() as conn:
+                conn.execute(INSERT, {"n": f"{prefix}{n}", "e": 1.0})
+
+    threads = [threading.Thread(target=write, args=(f"t{i}-",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert count(db) == 200
+
+
+def test_the_worker_checkpoint_empties_the_log_and_commits_leave_it_to_the_worker(db):
+    for n in range(100):
+        with db.transaction() as conn:
+            conn.execute(INSERT, {"n": f"n{n}", "e": 1.0})
+    with db.transaction() as conn:  # a write connection leaves checkpoints to the worker until ~40 MB
+        assert conn.execute(sa.text("PRAGMA wal_autocheckpoint")).scalar() == 10_000
+    logged, copied = db.checkpoint()
+    assert logged > 0 and copied == logged
+    assert count(db) == 100
