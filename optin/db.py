@@ -168,7 +168,7 @@ class Database:
     @contextmanager
     def read(self):
         """A read-only connection: under SQLite's WAL it never waits for a writer."""
-        with self.engine.connect().execution_options(optin_read=True) as conn:
+        with self.engine.connect() as conn:  # on SQLite, SQLAlchemy's connections only ever read
             yield conn
 
     def now(self, conn: Connection) -> float:
@@ -293,8 +293,8 @@ class Rows:
 
 
 def _sqlite_connect(dbapi_connection, _record):
-    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE itself: pysqlite's implicit BEGIN would defer the
-    # write lock and turn concurrent claims into "database is locked" errors instead of waits.
+    # Transactions are begun explicitly: BEGIN IMMEDIATE for writes (Database._sqlite_transaction), so a writer
+    # takes the write lock at once rather than failing with "database is locked" halfway; BEGIN for reads.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -307,7 +307,7 @@ def _sqlite_connect(dbapi_connection, _record):
 
 
 def _sqlite_begin(conn):
-    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("optin_read") else "BEGIN IMMEDIATE")
+    conn.exec_driver_sql("BEGIN")
 
 
 class WriterLock:
