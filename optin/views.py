@@ -33,8 +33,11 @@ def spec_or_404(slug: str):
 
 
 def wants_json() -> bool:
-    if "json" not in request.headers.get("Accept", ""):  # browsers asking for a page: skip the parsing
+    accept = request.headers.get("Accept", "")
+    if "json" not in accept:  # browsers asking for a page: skip the parsing
         return False
+    if accept == "application/json":  # what form.js and most API clients send: nothing to weigh
+        return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
 
