@@ -1,7 +1,8 @@
 """`make bench`: is the form server fast and light? One table of figures against their budgets.
 
 1. render: wrk on GET /f/<slug> against a bare Flask "hello" app under the same gunicorn.conf.py, alternating
-   (hello, form, hello, form, …) so both see the same noise; medians of the rounds.
+   (hello, form, hello, form, …) after an unmeasured 3 s warm-up of each, so both see the same noise; medians
+   of the rounds.
 2. intake: valid signups per second at 32 connections while ConvertKit (the sandbox) answers in 300 ms and
    enforces its limit; every POST spends a real token on a distinct address.
 3. delivery: a short backlog through the worker (bench/delivery.py): the rate as a fraction of the limit.
@@ -55,6 +56,7 @@ BUDGETS = {
 DAY, HOUR = 86400, 3600
 INTAKE_LIMIT = "120/60"  # ConvertKit's own limit, so the web path meets it as it would in production
 INTAKE_LATENCY = 0.3
+WARMUP_SECONDS = 3
 
 
 # 1 and 2: throughput --------------------------------------------------------------------------------------
@@ -65,6 +67,12 @@ def measure_render(hello: Service, web: Service, *, rounds: int, duration: float
     The ratio is the median of each round's form/hello ratio: the two runs of a round are seconds apart, so
     they share the machine's mood better than two medians taken over the whole minute."""
     runs: dict[str, list[dict]] = {"hello": [], "form": []}
+    # Steady state: each server's first seconds under load read slower (tails of 100-270 ms in the first run
+    # against ~25 ms after, for hello and form alike), so a short unmeasured run comes first, for both.
+    for name, url in (("hello", hello.url + "/"), ("form", form_url(web))):
+        warm = run_wrk(url, connections=connections, duration=WARMUP_SECONDS, log=log)
+        print(f"  render warm-up {name}: {warm['rps']:.0f} req/s, p99 {warm['latency_ms']['p99']:.1f} ms (not counted)",
+              flush=True)
     for n in range(rounds):
         for name, url in (("hello", hello.url + "/"), ("form", form_url(web))):
             result = run_wrk(url, connections=connections, duration=duration, log=log)
