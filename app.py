@@ -123,7 +123,7 @@ def register_middleware(app: Flask, settings: Settings) -> None:
 
     @app.after_request
     def headers(response):
-        if getattr(response, "prepared", False):  # a form document: its headers are already complete
+        if isinstance(response, security.PreparedResponse):  # a form document: its headers are complete
             return response
         slug = (request.view_args or {}).get("slug")
         spec = app.extensions["optin"].forms.get(slug) if slug else None

@@ -90,9 +90,7 @@ BASE_HEADERS = {
 
 
 class PreparedResponse(Response):
-    """A response whose headers were all set when it was made (see page_response); set_headers leaves it be."""
-
-    prepared = True
+    """A response whose headers were all set when it was made (see page_response): nothing to add after."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,8 +107,6 @@ def page_response(body: str, spec: FormSpec, *, embeddable: bool) -> Response:
 
 
 def set_headers(response, *, spec: FormSpec | None = None, embeddable: bool = False):
-    if getattr(response, "prepared", False):
-        return response
     for name, value in BASE_HEADERS.items():
         response.headers.setdefault(name, value)
     if response.mimetype == "text/html":

@@ -20,7 +20,6 @@ from .pages import FORM_TEMPLATE
 bp = Blueprint("forms", __name__)
 
 
-
 def services():
     return current_app.extensions["optin"]
 
@@ -57,20 +56,17 @@ def submitted_data() -> ImmutableMultiDict:
 @bp.route("/f/<slug>", methods=["GET", "POST"], endpoint="frame")
 @bp.route("/p/<slug>", methods=["GET", "POST"], endpoint="landing")
 def form_page(slug: str):
-    found = services()
-    spec = found.forms.get(slug)
-    if spec is None:
-        abort(404)
+    spec = spec_or_404(slug)
     page = request.endpoint.rsplit(".", 1)[-1]
-    intake = found.intake
+    intake = services().intake
     if request.method == "GET":
         if wants_json():  # for sites that build their own markup and post JSON
             form = intake.blank(spec)
             return jsonify(form=spec.slug, title=spec.title, token=form.token.current_token,
                            fields=[{"name": f.name, "label": f.label.text, "required": bool(f.flags.required)}
                                    for f in [form.email, *form.extra_fields]])
-        # The hot path: every page view of every embedding site. A cached page, a fresh token, fixed headers.
-        body = found.pages.render(spec, intake.signer.issue(spec.slug), lambda: intake.blank(spec), page=page)
+        # The first view of each page (later ones are answered by pages.CachedPages): cached from then on.
+        body = services().pages.render(spec, intake.signer.issue(spec.slug), lambda: intake.blank(spec), page=page)
         return security.page_response(body, spec, embeddable=page == "frame")
 
     security.check_post_origin(spec)
