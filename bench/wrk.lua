@@ -2,6 +2,7 @@
 --
 --   wrk ... URL -- get
 --   wrk ... URL -- post TOKENS_FILE THREADS TAG
+--   wrk ... URL -- store TAG            (bench/hello.py's POST /: an address, no token)
 --
 -- Each POST also names its own client address in X-Forwarded-For, read only when the app trusts a proxy hop.
 -- Tokens are single-use, so each thread takes every THREADS-th line of TOKENS_FILE (one token a line,
@@ -40,6 +41,8 @@ function init(args)
   if mode == "post" then
     load_tokens(args[2], tonumber(args[3]))
     tag = args[4] or tag
+  elseif mode == "store" then
+    tag = args[2] or tag
   else
     response = nil  -- wrk then skips parsing headers and bodies
   end
@@ -49,6 +52,13 @@ end
 local get_request = nil
 
 function request()
+  if mode == "store" then
+    used = used + 1
+    return wrk.format("POST", nil, {
+      ["Content-Type"] = "application/x-www-form-urlencoded",
+      ["Accept"] = "application/json",
+    }, "email=" .. tag .. "-" .. id .. "-" .. used .. "%40example.com")
+  end
   if mode ~= "post" then
     get_request = get_request or wrk.format("GET", nil, {
       ["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",

@@ -62,11 +62,6 @@ class Intake:
             log.info("honeypot filled on form %s; dropped", spec.slug)
             return Result("accepted", form)
 
-        # Whatever goes wrong below, the form comes back with a fresh token that keeps the time it was first
-        # served (when that token was genuine), so fixing a field quickly is not mistaken for a bot.
-        served_at = self.signer.served_at(formdata.get("token"), spec.slug)
-        form.token.current_token = self.signer.issue(spec.slug, issued_at=served_at)
-
         token_errors = form.errors.get("token")
         if token_errors:
             return self._refused(form, token_errors[0])
@@ -149,7 +144,17 @@ class Intake:
         for name, messages in errors.items():
             if name in form:
                 form[name].errors = list(messages)
+        self._next_token(form)
         return Result("invalid", form, status=422, errors=errors)
 
     def _limited(self, form, message: str) -> Result:
+        self._next_token(form)
         return Result("limited", form, status=429, errors={FORM_ERRORS: [message]})
+
+    def _next_token(self, form: SignupForm) -> None:
+        """A form shown again gets a fresh token that keeps the time its first one was served (when that one was
+        genuine), so fixing a field quickly is not mistaken for a bot. An accepted post needs no next token."""
+        slug = form.meta.csrf_context.slug
+        checked = getattr(form.token, "checked", None)
+        served_at = checked.issued_at if checked else self.signer.served_at(form.token.data, slug)
+        form.token.current_token = self.signer.issue(slug, issued_at=served_at)

@@ -56,7 +56,7 @@ RECORD = sa.text(
     "INSERT INTO signups (form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,"
     " status, created_at, next_attempt_at, lease_until, lease_owner)"
     " VALUES (:slug, :form_id, :email, :first_name, :fields, :tags, :ip_hash, 'pending', :now, :now,"
-    " :lease_until, :owner) RETURNING *"
+    " :lease_until, :owner) RETURNING id"
 )
 
 
@@ -67,18 +67,19 @@ class Signups:
     def record(self, *, form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,
                lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
         """Store a signup; a lease lets the web request try it inline without the worker racing it."""
+        values = {
+            "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
+            "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),
+            "ip_hash": ip_hash, "owner": lease_owner,
+        }
         with self.db.transaction() as conn:
             now = self.db.now(conn)
-            row = conn.execute(
-                RECORD,
-                {
-                    "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
-                    "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),
-                    "ip_hash": ip_hash, "now": now, "owner": lease_owner,
-                    "lease_until": now + lease_seconds if lease_owner else None,
-                },
-            ).one()
-        return Signup.from_row(row)
+            values.update(now=now, lease_until=now + lease_seconds if lease_owner else None)
+            signup_id = conn.execute(RECORD, values).scalar_one()
+        # Built from what was stored rather than read back: this runs on every form post.
+        return Signup(id=signup_id, form_slug=form_slug, convertkit_form_id=convertkit_form_id, email=email,
+                      first_name=first_name, fields=dict(fields), tags=tuple(tags), created_at=now,
+                      next_attempt_at=now, ip_hash=ip_hash)
 
     def claim(self, owner: str, *, lease_seconds: float, limit: int = 1,
               paused_forms: Iterable[int] = ()) -> list[Signup]:

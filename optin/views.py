@@ -49,7 +49,7 @@ def submitted_data() -> ImmutableMultiDict:
             raise BadRequest("The request body must be a JSON object.")
         return ImmutableMultiDict({str(k): v for k, v in body.items() if isinstance(v, str)})
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
-        return ImmutableMultiDict({k: v for k, v in request.form.items() if isinstance(v, str)})
+        return request.form  # already a string mapping: uploaded files land in request.files, never here
     raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded or application/json.")
 
 

@@ -19,6 +19,10 @@ def windows(request, tmp_path):
         yield RedisWindows(client)
         client.close()
         return
+    yield from sql_windows_on(request, tmp_path)
+
+
+def sql_windows_on(request, tmp_path):
     url = f"sqlite:///{tmp_path}/w.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     db = Database(url)
     db.migrate()
@@ -89,3 +93,19 @@ def test_sweeping_forgets_old_requests_of_every_scope(windows):
     time.sleep(0.3)
     assert windows.sweep() == (5 if isinstance(windows, SqlWindows) else 0)
     assert windows.acquire("ip:0", RateLimit(1, 0.2)), "a swept scope starts afresh"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_windows(request, tmp_path):
+    yield from sql_windows_on(request, tmp_path)
+
+
+def test_sweeping_a_launch_goes_batch_by_batch_and_keeps_live_windows(sql_windows, monkeypatch):
+    windows = sql_windows
+    monkeypatch.setattr("optin.limiter.SWEEP_BATCH", 3)
+    for visitor in range(10):
+        windows.acquire(f"ip:{visitor}", RateLimit(10, 0.2))
+    time.sleep(0.3)
+    windows.acquire("ip:live", RateLimit(1, 60))
+    assert windows.sweep() == 10
+    assert not windows.acquire("ip:live", RateLimit(1, 60)), "a window still open is kept"

@@ -29,6 +29,8 @@ def test_record_keeps_everything_that_will_be_sent(signups):
     assert (again.email, again.first_name, again.fields, again.tags, again.status) == \
         ("a0@example.com", "Ann", {"company": "Acme"}, (1, 2), "pending")
     assert "a0@example.com" not in repr(again)
+    # what record() hands back (the web request delivers from it at once) is what the worker would read
+    assert signup == again
 
 
 def test_migrate_twice_is_harmless(signups):
