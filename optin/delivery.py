@@ -22,6 +22,7 @@ log = logging.getLogger("optin.delivery")
 ACCOUNT = "account"
 RATE_SCOPE_PREFIX = "convertkit:"
 FULL_WINDOW_RECHECK = 1.0  # seconds a web process trusts its last look at a full ConvertKit window
+QUEUE_RECHECK = 1.0  # and its last look at a queue with signups waiting
 
 
 @dataclass(frozen=True)
@@ -94,22 +95,34 @@ class Delivery:
         self.rate_scope = RATE_SCOPE_PREFIX + hashlib.sha256(settings.api_key.encode()).hexdigest()[:16]
         self.hold = settings.api_timeout * 2 + 1  # connect + read time-outs, and a margin
         self._full_until = 0.0  # until then ConvertKit's window has no room (this process's last look)
+        self._queued_until = 0.0  # until then older signups are waiting for the worker (likewise)
 
     def paused_forms(self, paused: list[dict] | None = None) -> list[int] | None:
         """Form ids not to deliver now; None when the whole account is paused."""
-        paused = self.pauses.active() if paused is None else paused  # a second old at most: fine for the web
+        paused = self.pauses.active() if paused is None else paused
         if any(p["scope"] == ACCOUNT for p in paused):
             return None
         return [int(p["scope"].split(":", 1)[1]) for p in paused if p["scope"].startswith("form:")]
 
-    def reserve(self, form_id: int) -> Slot | None:
-        """A slot for the web request's single attempt, only if the form is not paused and the shared limit has
-        room right now: the visitor never waits for room."""
-        if self.clock() < self._full_until:  # a launch: the window is known to be full, don't ask again yet
-            return None
-        paused = self.paused_forms()
+    def may_try_now(self, form_id: int) -> bool:
+        """Whether a web request may try its signup at once (see reserve): not while the form or the account is
+        paused, ConvertKit's window was full a moment ago, or older signups are waiting. Those go first, through
+        the worker, in order: during a launch every slot that frees up is theirs, so no visitor waits on
+        ConvertKit then, and nobody jumps the queue. Reads only: call it before the signup's transaction."""
+        now = self.clock()
+        if now < self._full_until or now < self._queued_until:
+            return False
+        paused = self.paused_forms()  # a second old at most: fine for the web
         if paused is None or form_id in paused:
-            return None
+            return False
+        if self.signups.has_due(paused):
+            self._queued_until = now + QUEUE_RECHECK
+            return False
+        return True
+
+    def reserve(self) -> Slot | None:
+        """A slot for the web request's single attempt, only if the shared limit has room right now: the visitor
+        never waits for room. Only after may_try_now said yes."""
         verdict = self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold, blockable=True)
         if not verdict:
             # Look again in a second at most (sooner if a slot is due sooner), like the pauses. A slot freed in

@@ -100,10 +100,12 @@ class Intake:
         return None
 
     def _keep(self, spec: FormSpec, form: SignupForm, email: str, ip_key: str | None, *, admit: bool) -> Result:
-        """Store the signup, then try it at once if ConvertKit's limit had room (never waiting for room)."""
+        """Store the signup, then try it at once if ConvertKit's limit had room and no older signup was waiting
+        (never waiting for room)."""
         email_key = hashlib.sha256(email.lower().encode()).hexdigest()[:24]
         values = form.values()
         slot = signup = None
+        try_now = self.delivery.may_try_now(spec.convertkit_form_id)
         try:
             # One commit for (the token and the client's window, when `admit`,) the address's window, the
             # ConvertKit slot and the signup. The slot comes first, so the signup is stored already leased to
@@ -113,7 +115,7 @@ class Intake:
                 if refusal is not None:
                     return refusal
                 if self.windows.acquire("email:" + email_key, self.settings.email_limit):
-                    slot = self.delivery.reserve(spec.convertkit_form_id)
+                    slot = self.delivery.reserve() if try_now else None
                     owner = "web:" + secrets.token_hex(6) if slot else None  # the lease is this request's alone
                     signup = self.signups.record(
                         form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,

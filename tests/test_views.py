@@ -88,6 +88,24 @@ def test_a_convertkit_422_is_shown_in_the_form_and_the_signup_rejected(post_form
     assert signup.status == "rejected" and "Email address is invalid" in signup.last_error
 
 
+def test_while_older_signups_wait_a_new_one_queues_behind_them_without_calling_convertkit(
+        post_form, ck, services, monkeypatch):
+    monkeypatch.setattr("optin.delivery.QUEUE_RECHECK", 0)  # no memo of the queue between these posts
+    [waiting] = [services.signups.record(form_slug="launch", convertkit_form_id=4242, email="first@example.com",
+                                         first_name=None, fields={}, tags=(), ip_hash=None)]
+    response = post_form(data={"email": "second@example.com", "company": "Acme"}, json_mode=True)
+    assert response.status_code == 200 and response.json["ok"]
+    assert ck.requests(path_contains="subscribe") == [], "the queue goes first, in order, through the worker"
+    assert [s.status for s in services.signups.find()] == ["pending", "pending"]
+
+    # once the queue is empty, a signup goes at once again (and its 422 shows in the form)
+    services.signups.mark_delivered(waiting, None, at=time.time(), subscriber_id=1)
+    [second] = services.signups.find(status="pending")
+    services.signups.mark_delivered(second, None, at=time.time(), subscriber_id=2)
+    response = post_form(data={"email": "invalid@example.com", "company": "Acme"}, json_mode=True)
+    assert response.status_code == 422 and response.json["errors"]["email"] == ["Email address is invalid"]
+
+
 @pytest.mark.parametrize("fault", [
     {"status": 401, "body": '{"error": "Authorization Failed", "message": "API Key not valid"}',
      "content_type": "application/json"},
