@@ -4,7 +4,8 @@
 
 The stack is the suite's (bench/suite.py: gunicorn as the Procfile runs it, the worker, a sandbox answering in
 300 ms at ConvertKit's 120/60). One wrk run per point, so read the shape, not the third digit: the machine is
-shared. The hello app is drawn as the render path's ceiling.
+shared. bench/hello.py's two routes are drawn as the ceilings: GET / for render, POST / (store the address,
+answer) for intake.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ matplotlib.use("Agg")  # no display: write the file only
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.common import ROOT, Services, fetch_tokens, form_url, run_wrk, write_json  # noqa: E402
-from bench.suite import start_stack  # noqa: E402
+from bench.suite import fill_window, start_stack  # noqa: E402
 
 CONCURRENCY = (1, 4, 16, 32, 64)
 
@@ -30,12 +31,18 @@ def render_curve(url: str, duration: float) -> list[dict]:
     return [run_wrk(url, connections=c, duration=duration) for c in CONCURRENCY]
 
 
-def intake_curve(url: str, workdir: Path, duration: float, expected_rps: list[float]) -> list[dict]:
-    """Fresh tokens for every point (each is good for one signup), sized from the render figure at that point."""
+def store_curve(url: str, duration: float) -> list[dict]:
+    return [run_wrk(url, connections=c, duration=duration, args=("store", f"s{uuid.uuid4().hex[:6]}"))
+            for c in CONCURRENCY]
+
+
+def intake_curve(url: str, workdir: Path, duration: float, ceiling_rps: list[float]) -> list[dict]:
+    """Fresh tokens for every point (each is good for one signup), sized from the bare durable POST's rate at
+    that point, which the form's POST does not reach."""
     points = []
-    for connections, rps in zip(CONCURRENCY, expected_rps, strict=True):
+    for connections, rps in zip(CONCURRENCY, ceiling_rps, strict=True):
         tokens = workdir / f"tokens-{connections}.txt"
-        tokens.write_text("\n".join(fetch_tokens(url, int(min(rps, 400) * duration) + 200)) + "\n")
+        tokens.write_text("\n".join(fetch_tokens(url, int(rps * duration) + 200)) + "\n")
         points.append(run_wrk(url, connections=connections, duration=duration,
                               args=("post", str(tokens), str(min(2, connections)), f"c{uuid.uuid4().hex[:6]}")))
         print(f"  intake at {connections}: {points[-1]['ok_rps']:.0f}/s", flush=True)
@@ -44,9 +51,10 @@ def intake_curve(url: str, workdir: Path, duration: float, expected_rps: list[fl
 
 def draw(curves: dict[str, list[dict]], output: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    styles = {"hello (baseline)": "k:", "render GET /f/<slug>": "o-", "intake POST (ConvertKit 300 ms)": "s-"}
+    styles = {"hello (baseline)": "k:", "render GET /f/<slug>": "o-", "bare durable POST (baseline)": "k--",
+              "intake POST (ConvertKit 300 ms)": "s-"}
     for name, points in curves.items():
-        rate = [p["ok_rps"] if "POST" in name else p["rps"] for p in points]
+        rate = [p["ok_rps"] if "intake" in name else p["rps"] for p in points]
         left.plot(CONCURRENCY, rate, styles[name], label=name)
         right.plot(CONCURRENCY, [p["latency_ms"]["p99"] for p in points], styles[name], label=name)
     left.set(title="Throughput", xlabel="concurrent connections", ylabel="requests/s (intake: signups/s)")
@@ -76,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         print("render and hello …", flush=True)
         curves = {"hello (baseline)": render_curve(hello.url + "/", args.duration),
                   "render GET /f/<slug>": render_curve(form_url(web), args.duration)}
-        print("intake …", flush=True)
+        print("bare durable POST and intake …", flush=True)
+        curves["bare durable POST (baseline)"] = store_curve(hello.url + "/", args.duration)
+        fill_window(web, Path(tmp), connections=32)
         curves["intake POST (ConvertKit 300 ms)"] = intake_curve(
-            form_url(web), Path(tmp), args.duration, [p["rps"] for p in curves["render GET /f/<slug>"]])
+            form_url(web), Path(tmp), args.duration, [p["rps"] for p in curves["bare durable POST (baseline)"]])
     draw(curves, args.output)
     write_json("chart.json", {"concurrency": CONCURRENCY, "curves": curves})
     print(f"wrote {args.output}")
