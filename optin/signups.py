@@ -67,6 +67,7 @@ class Signups:
     def record(self, *, form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,
                lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
         """Store a signup; a lease lets the web request try it inline without the worker racing it."""
+        tags = tuple(tags)
         values = {
             "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
             "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),
@@ -78,7 +79,7 @@ class Signups:
             signup_id = conn.execute(RECORD, values).scalar_one()
         # Built from what was stored rather than read back: this runs on every form post.
         return Signup(id=signup_id, form_slug=form_slug, convertkit_form_id=convertkit_form_id, email=email,
-                      first_name=first_name, fields=dict(fields), tags=tuple(tags), created_at=now,
+                      first_name=first_name, fields=dict(fields), tags=tags, created_at=now,
                       next_attempt_at=now, ip_hash=ip_hash)
 
     def claim(self, owner: str, *, lease_seconds: float, limit: int = 1,
