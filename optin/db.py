@@ -77,6 +77,8 @@ ID_COLUMN = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSE
 
 
 ADVISORY_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))")
+NOW = sa.text("SELECT extract(epoch FROM clock_timestamp())")
+NOW_KEY = "optin.now"  # in Connection.info: (the transaction, its clock reading)
 _open_transaction: ContextVar[tuple[Database, Connection] | None] = ContextVar("optin_transaction", default=None)
 
 
@@ -172,10 +174,22 @@ class Database:
             yield conn
 
     def now(self, conn: Connection) -> float:
-        """One clock for every machine: PostgreSQL's, or this machine's for SQLite."""
+        """One clock for every machine: PostgreSQL's, or this machine's for SQLite.
+
+        PostgreSQL's is read once per transaction: each read is a round trip, and the steps of one form post
+        (token, two windows, signup) would read it four times. A later step then sees the time the transaction
+        first asked, a few milliseconds early at most: a window counts back from an earlier moment, so it counts
+        at least as many requests, never fewer.
+        """
         if self.is_sqlite:
             return time.time()
-        return float(conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+        transaction = conn.get_transaction()
+        read = conn.info.get(NOW_KEY)
+        if transaction is not None and read is not None and read[0] is transaction:
+            return read[1]
+        value = float(conn.execute(NOW).scalar_one())
+        conn.info[NOW_KEY] = (conn.get_transaction(), value)  # the DBAPI connection's: one thread at a time
+        return value
 
     def version(self) -> int:
         with self.read() as conn:

@@ -82,3 +82,22 @@ def test_the_worker_checkpoint_empties_the_log_and_commits_leave_it_to_the_worke
     logged, copied = db.checkpoint()
     assert logged > 0 and copied == logged
     assert count(db) == 100
+
+
+@pytest.mark.postgres
+def test_postgres_clock_is_read_once_a_transaction(postgres_url):
+    database = Database(postgres_url)
+    statements = []
+    sa.event.listen(database.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with database.transaction() as conn:
+            first = database.now(conn)
+            with database.transaction() as joined:  # a later step of the same post
+                assert database.now(joined) == first
+        with database.transaction() as conn:
+            assert database.now(conn) > first
+        with database.read() as conn:
+            assert database.now(conn) > first
+        assert sum("clock_timestamp" in s for s in statements) == 3
+    finally:
+        database.dispose()
