@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +126,56 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def app_env(workdir: Path, sandbox_url: str, *, rate_limit: str, port: int) -> dict[str, str]:
+class Databases:
+    """Where a run's processes keep their data: SQLite files in the run's folder (the default: one machine,
+    nothing to run), or, with a PostgreSQL URL, a fresh schema per name in that database, migrated as the
+    Procfile's release step would, and dropped when the run ends."""
+
+    def __init__(self, workdir: Path, postgres_url: str | None = None):
+        self.workdir = workdir
+        self.postgres_url = postgres_url
+        self.kind = "postgresql" if postgres_url else "sqlite"
+        self._schemas: list[str] = []
+        self._engine = None
+        if postgres_url:
+            import sqlalchemy as sa
+
+            self._engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+    def url(self, name: str) -> str:
+        if not self.postgres_url:
+            return f"sqlite:///{self.workdir / f'{name}.sqlite3'}"
+        from optin.db import Database
+
+        schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+        with self._engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        self._schemas.append(schema)
+        url = f"{self.postgres_url}{'&' if '?' in self.postgres_url else '?'}options=-csearch_path%3D{schema}"
+        database = Database(url)
+        try:
+            database.migrate()
+        finally:
+            database.dispose()
+        return url
+
+    def __enter__(self) -> Databases:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._engine is None:
+            return
+        with self._engine.begin() as conn:
+            for schema in self._schemas:
+                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        self._engine.dispose()
+
+
+def app_env(workdir: Path, sandbox_url: str, *, rate_limit: str, port: int,
+            database_url: str | None = None) -> dict[str, str]:
     """The app's settings for a run: env vars only, like a platform; abuse limits opened wide, as all traffic
-    comes from one loopback address and tokens are posted as soon as they are fetched."""
+    comes from one loopback address and tokens are posted as soon as they are fetched. The database is a SQLite
+    file in `workdir` unless `database_url` names another."""
     forms = workdir / "forms.toml"
     forms.write_text(FORMS_TOML, encoding="utf-8")
     return base_env() | {
@@ -136,7 +184,7 @@ def app_env(workdir: Path, sandbox_url: str, *, rate_limit: str, port: int) -> d
         "CONVERTKIT_API_SECRET": "sandbox_api_secret",
         "CONVERTKIT_API_URL": f"{sandbox_url}/v3/",
         "CONVERTKIT_RATE_LIMIT": rate_limit,
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "DATABASE_URL": database_url or f"sqlite:///{workdir / 'bench.sqlite3'}",
         "FORMS_FILE": str(forms),
         "MIN_FILL_SECONDS": "0",
         "TRUSTED_PROXY_HOPS": "0",

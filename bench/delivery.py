@@ -14,7 +14,6 @@ make it longer, a faster limit would measure one worker's round trips rather tha
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -22,7 +21,6 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +43,8 @@ from bench.common import (
     start_worker,
     write_json,
 )
+from optin.db import Database
+from optin.signups import Signups
 
 RATE_BUDGET = 0.95
 
@@ -156,10 +156,13 @@ def mean_in_window(arrivals: list[float], seconds: float, *, skip: int, step: fl
     return sum(counts) / len(counts) if counts else None
 
 
-def app_statuses(database: Path) -> dict[str, int]:
-    """The queue's own view (pending, delivered, rejected, failed), read from the run's SQLite file."""
-    with closing(sqlite3.connect(database)) as conn:
-        return dict(conn.execute("SELECT status, count(*) FROM signups GROUP BY status").fetchall())
+def app_statuses(database_url: str) -> dict[str, int]:
+    """The queue's own view (pending, delivered, rejected, failed), read from the run's database."""
+    database = Database(database_url)
+    try:
+        return Signups(database).counts()
+    finally:
+        database.dispose()
 
 
 def sandbox_view(sandbox_url: str, accepted: list[str], limit: Limit) -> dict:
@@ -184,11 +187,13 @@ def sandbox_view(sandbox_url: str, accepted: list[str], limit: Limit) -> dict:
     }
 
 
-def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path) -> dict:
-    """One full run in `log_dir` (which also holds the database); the figures as a dict."""
+def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path,
+        database_url: str | None = None) -> dict:
+    """One full run in `log_dir` (which also holds the database, unless `database_url` names one); the figures
+    as a dict."""
     with Services(log_dir) as services:
         sandbox = start_sandbox(services, rate_limit=str(limit), latency=latency)
-        env = app_env(log_dir, sandbox.url, rate_limit=str(limit), port=free_port())
+        env = app_env(log_dir, sandbox.url, rate_limit=str(limit), port=free_port(), database_url=database_url)
         web, _ = start_web(services, env)
         start_worker(services, env)
         tokens = fetch_tokens(form_url(web), count)
@@ -208,7 +213,7 @@ def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path
         "drain": {"seconds": round(drain_seconds, 1), "drained": drained,
                   "expected_seconds": round(expected_drain, 1)},
         "sandbox": seen,
-        "app_statuses": app_statuses(log_dir / "bench.sqlite3"),
+        "app_statuses": app_statuses(env["DATABASE_URL"]),
     }
 
 

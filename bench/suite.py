@@ -33,6 +33,7 @@ import requests
 from bench import delivery
 from bench.common import (
     Check,
+    Databases,
     Service,
     Services,
     app_env,
@@ -256,13 +257,15 @@ def caching_checks(facts: dict) -> list[Check]:
 
 # 6: start-up ----------------------------------------------------------------------------------------------
 
-def measure_startup(workdir: Path, *, times: int) -> list[float]:
-    """Each start from nothing running to the first 200 from /healthz. The database file exists after the
-    first start, as on a restart; ConvertKit is not called while starting, so no sandbox is needed."""
+def measure_startup(workdir: Path, databases: Databases, *, times: int) -> list[float]:
+    """Each start from nothing running to the first 200 from /healthz. The database exists after the first
+    start, as on a restart; ConvertKit is not called while starting, so no sandbox is needed."""
     seconds = []
+    database_url = databases.url("startup")
     for _ in range(times):
         with Services(workdir) as services:
-            env = app_env(workdir, "http://127.0.0.1:9", rate_limit=INTAKE_LIMIT, port=free_port())
+            env = app_env(workdir, "http://127.0.0.1:9", rate_limit=INTAKE_LIMIT, port=free_port(),
+                          database_url=database_url)
             _, startup = start_web(services, env, name="startup")
             seconds.append(startup)
     return seconds
@@ -270,31 +273,32 @@ def measure_startup(workdir: Path, *, times: int) -> list[float]:
 
 # The run --------------------------------------------------------------------------------------------------
 
-def start_stack(services: Services, workdir: Path) -> tuple[Service, Service]:
+def start_stack(services: Services, workdir: Path, databases: Databases | None = None) -> tuple[Service, Service]:
     """The Procfile's web and worker against a slow, rate-limited sandbox, plus the hello baseline; (web, hello).
 
     The app trusts one proxy hop, as behind the platform's router, and keeps the default per-IP limit: the
     intake figures' POSTs each come from their own X-Forwarded-For address, as visitors do.
     """
+    databases = databases or Databases(workdir)
     sandbox = start_sandbox(services, rate_limit=INTAKE_LIMIT, latency=INTAKE_LATENCY)
-    env = app_env(workdir, sandbox.url, rate_limit=INTAKE_LIMIT, port=free_port())
+    env = app_env(workdir, sandbox.url, rate_limit=INTAKE_LIMIT, port=free_port(), database_url=databases.url("app"))
     env |= {"TRUSTED_PROXY_HOPS": "1", "RATE_LIMIT_PER_IP": "10/60"}
     web, _ = start_web(services, env)
     start_worker(services, env)
-    # The baselines keep their signups in a file of their own, out of the worker's queue.
-    hello, _ = start_web(services, env | {"PORT": str(free_port()),
-                                          "DATABASE_URL": f"sqlite:///{workdir / 'baseline.sqlite3'}"},
+    # The baselines keep their signups in a database of their own, out of the worker's queue.
+    hello, _ = start_web(services, env | {"PORT": str(free_port()), "DATABASE_URL": databases.url("baseline")},
                          app="bench.hello:app", name="hello", ready_path="/")
     return web, hello
 
 
-def run(args, workdir: Path) -> dict:
+def run(args, workdir: Path, databases: Databases) -> dict:
     log = workdir / "wrk.log"
-    results: dict = {"config": {k: str(v) for k, v in vars(args).items()}}
+    results: dict = {"config": {k: str(v) for k, v in vars(args).items() if k != "database_url"}
+                     | {"database": databases.kind}}
     print("start-up …", flush=True)
-    results["startup_s"] = measure_startup(workdir / "startup", times=3)
+    results["startup_s"] = measure_startup(workdir / "startup", databases, times=3)
     with Services(workdir) as services:
-        web, hello = start_stack(services, workdir)
+        web, hello = start_stack(services, workdir, databases)
         print("weight and caching …", flush=True)
         results["weight"] = measure_weight(web)
         results["caching"] = measure_caching(web)
@@ -307,7 +311,7 @@ def run(args, workdir: Path) -> dict:
     print(f"delivery ({args.delivery_count} signups at {args.delivery_limit}) …", flush=True)
     results["delivery"] = delivery.run(count=args.delivery_count, limit=args.delivery_limit,
                                        latency=INTAKE_LATENCY, clients=args.connections,
-                                       log_dir=workdir / "delivery")
+                                       log_dir=workdir / "delivery", database_url=databases.url("delivery"))
     return results
 
 
@@ -365,21 +369,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--delivery-count", type=int, default=100, help="signups in the delivery run (100)")
     parser.add_argument("--delivery-limit", type=delivery.Limit.parse, default=delivery.Limit(20, 10),
                         help="ConvertKit limit for the delivery run (default 20/10)")
+    parser.add_argument("--database-url", metavar="postgresql://…",
+                        help="run every part on this PostgreSQL database, in schemas of its own that are dropped "
+                             "at the end (default: SQLite files, as on one machine)")
     args = parser.parse_args(argv)
+    if args.database_url and not args.database_url.startswith("postgresql://"):
+        parser.error("--database-url takes a postgresql:// URL; SQLite is the default")
     if not wrk_available():
         print("wrk is not installed (apt-get install wrk); `make bench` installs it when run as root",
               file=sys.stderr)
         return 2
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp, Databases(Path(tmp), args.database_url) as dbs:
         try:
-            results = run(args, Path(tmp))
+            results = run(args, Path(tmp), dbs)
         except Exception:
             for log in sorted(Path(tmp).rglob("*.log")):
                 print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
             raise
     table = checks(results, args.connections)
-    print()
+    print(f"\ndatabase: {results['config']['database']}")
     print_table(table)
     results["checks"] = [vars(c) | {"verdict": c.verdict} for c in table]
     results["seconds"] = math.ceil(time.monotonic() - started)
