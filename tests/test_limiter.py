@@ -101,11 +101,10 @@ def sql_windows(request, tmp_path):
 
 
 def test_sweeping_a_launch_goes_batch_by_batch_and_keeps_live_windows(sql_windows, monkeypatch):
-    windows = sql_windows
     monkeypatch.setattr("optin.limiter.SWEEP_BATCH", 3)
     for visitor in range(10):
-        windows.acquire(f"ip:{visitor}", RateLimit(10, 0.2))
+        sql_windows.acquire(f"ip:{visitor}", RateLimit(10, 0.2))
     time.sleep(0.3)
-    windows.acquire("ip:live", RateLimit(1, 60))
-    assert windows.sweep() == 10
-    assert not windows.acquire("ip:live", RateLimit(1, 60)), "a window still open is kept"
+    sql_windows.acquire("ip:live", RateLimit(1, 60))
+    assert sql_windows.sweep() == 10
+    assert not sql_windows.acquire("ip:live", RateLimit(1, 60)), "a window still open is kept"

@@ -91,8 +91,8 @@ def test_a_convertkit_422_is_shown_in_the_form_and_the_signup_rejected(post_form
 def test_while_older_signups_wait_a_new_one_queues_behind_them_without_calling_convertkit(
         post_form, ck, services, monkeypatch):
     monkeypatch.setattr("optin.delivery.QUEUE_RECHECK", 0)  # no memo of the queue between these posts
-    [waiting] = [services.signups.record(form_slug="launch", convertkit_form_id=4242, email="first@example.com",
-                                         first_name=None, fields={}, tags=(), ip_hash=None)]
+    waiting = services.signups.record(form_slug="launch", convertkit_form_id=4242, email="first@example.com",
+                                      first_name=None, fields={}, tags=(), ip_hash=None)
     response = post_form(data={"email": "second@example.com", "company": "Acme"}, json_mode=True)
     assert response.status_code == 200 and response.json["ok"]
     assert ck.requests(path_contains="subscribe") == [], "the queue goes first, in order, through the worker"
