@@ -106,5 +106,14 @@ def test_sweeping_a_launch_goes_batch_by_batch_and_keeps_live_windows(sql_window
         sql_windows.acquire(f"ip:{visitor}", RateLimit(10, 0.2))
     time.sleep(0.3)
     sql_windows.acquire("ip:live", RateLimit(1, 60))
+    transactions = []
+    open_transaction = sql_windows.db.transaction
+
+    def counted(*args, **kwargs):
+        transactions.append(args)
+        return open_transaction(*args, **kwargs)
+
+    monkeypatch.setattr(sql_windows.db, "transaction", counted)
     assert sql_windows.sweep() == 10
+    assert len(transactions) == 4, "3 + 3 + 3 + 1 rows, each batch its own commit: writers wait for one batch only"
     assert not sql_windows.acquire("ip:live", RateLimit(1, 60)), "a window still open is kept"
