@@ -196,3 +196,27 @@ def test_logs_carry_no_address_and_no_secret(client, ck, caplog):
 def test_the_json_form_description_gives_a_token(client):
     response = client.get("/f/launch", headers={"Accept": "application/json"})
     assert response.json["token"] and [f["name"] for f in response.json["fields"]] == ["email", "first_name", "company"]
+
+
+def form_action(response) -> list[str]:
+    """The hosts a page's forms may post to (and so redirect through), from its Content-Security-Policy."""
+    [directive] = [d.strip() for d in response.headers["Content-Security-Policy"].split(";")
+                   if d.strip().startswith("form-action ")]
+    return directive.split()[1:]
+
+
+@pytest.mark.parametrize("view", ["first", "cached", "after-an-error"])
+def test_the_landing_page_may_send_its_visitor_on_to_the_redirect_host_and_no_other(client, view):
+    """The post's 303 to redirect_url is a navigation that form-action governs: without the host there, the
+    browser blocks the visitor's redirect after a successful signup on the landing page."""
+
+    def landing(slug):
+        first = client.get(f"/p/{slug}")
+        if view == "first":
+            return first
+        if view == "cached":
+            return client.get(f"/p/{slug}")
+        return send(client, slug, {"token": extract_token(first.get_data(as_text=True)), "email": "nope"})
+
+    assert form_action(landing("redirecting")) == ["'self'", "https://example.com"]
+    assert form_action(landing("simple")) == ["'self'"]
