@@ -101,3 +101,31 @@ def test_postgres_clock_is_read_once_a_transaction(postgres_url):
         assert sum("clock_timestamp" in s for s in statements) == 3
     finally:
         database.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def nonces(request, tmp_path):
+    from optin.nonces import SqlNonces
+
+    url = f"sqlite:///{tmp_path}/n.db" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    database = Database(url)
+    database.migrate()
+    yield SqlNonces(database)
+    database.dispose()
+
+
+def test_used_nonces_are_forgotten_once_their_tokens_expire_and_kept_until_then(nonces, monkeypatch):
+    """Without the expiry the table holds every token ever posted and grows forever."""
+    monkeypatch.setattr("optin.nonces.random.random", lambda: 0.0)  # this post is the one that tidies up
+    with nonces.db.transaction() as conn:
+        now = nonces.db.now(conn)
+        for n in range(250):  # more than one post forgets at once
+            conn.execute(INSERT, {"n": f"old{n}", "e": now - 60})
+        for n in range(3):
+            conn.execute(INSERT, {"n": f"live{n}", "e": now + 3600})
+
+    assert nonces.use("fresh-1", 3600) and nonces.use("fresh-2", 3600)
+    with nonces.db.read() as conn:
+        left = conn.execute(sa.text("SELECT nonce FROM used_nonces ORDER BY nonce")).scalars().all()
+    assert left == ["fresh-1", "fresh-2", "live0", "live1", "live2"]
+    assert not any(nonces.use(f"live{n}", 3600) for n in range(3)), "a token still valid stays single-use"
