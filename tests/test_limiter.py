@@ -117,3 +117,35 @@ def test_sweeping_a_launch_goes_batch_by_batch_and_keeps_live_windows(sql_window
     assert sql_windows.sweep() == 10
     assert len(transactions) == 4, "3 + 3 + 3 + 1 rows, each batch its own commit: writers wait for one batch only"
     assert not sql_windows.acquire("ip:live", RateLimit(1, 60)), "a window still open is kept"
+
+
+@pytest.mark.redis
+def test_a_signup_that_could_not_be_stored_gives_its_convertkit_slot_back_in_redis(make_app, ck, redis_url,
+                                                                                  monkeypatch):
+    """A Redis window does not roll back with the database: a slot kept by a failed post would hold up the
+    next signup until the window ends (here: a minute, the whole limit)."""
+    import redis
+    import sqlalchemy as sa
+    from conftest import extract_token
+
+    app = make_app(REDIS_URL=redis_url, CONVERTKIT_RATE_LIMIT="1/60")
+    services, client = app.extensions["optin"], app.test_client()
+    store = services.signups.record
+
+    def refused(**kwargs):
+        raise sa.exc.OperationalError("INSERT INTO signups", {}, Exception("disk I/O error"))
+
+    def post(email):
+        token = extract_token(client.get("/f/simple").get_data(as_text=True))
+        return client.post("/f/simple", data={"token": token, "email": email}, headers={"Accept": "application/json"})
+
+    monkeypatch.setattr(services.signups, "record", refused)
+    assert post("lost@example.com").status_code == 503
+    window = redis.Redis.from_url(redis_url)
+    assert window.zcard(f"optin:window:{{{services.delivery.rate_scope}}}") == 0
+    window.close()
+
+    monkeypatch.setattr(services.signups, "record", store)
+    assert post("next@example.com").json["ok"]
+    assert [r["json"]["email"] for r in ck.requests(path_contains="/subscribe")] == ["next@example.com"]
+    assert [s.status for s in services.signups.find()] == ["delivered"]
