@@ -1,5 +1,7 @@
 """Bots and bad input: every protection, on every way in (iframe form, landing page, JSON)."""
 
+import re
+
 import pytest
 from conftest import extract_token
 
@@ -220,3 +222,115 @@ def test_the_landing_page_may_send_its_visitor_on_to_the_redirect_host_and_no_ot
 
     assert form_action(landing("redirecting")) == ["'self'", "https://example.com"]
     assert form_action(landing("simple")) == ["'self'"]
+
+
+TOKEN_PROBLEMS = ["another-form", "forged", "replayed", "too-fast", "expired"]
+
+
+@pytest.mark.parametrize("problem", TOKEN_PROBLEMS)
+@pytest.mark.parametrize("json_mode", [False, True], ids=["html", "json"])
+def test_a_refused_token_gives_the_form_back_with_the_input_and_a_token_that_works(make_app, ck, problem, json_mode):
+    app = make_app(MIN_FILL_SECONDS="10", TOKEN_MAX_AGE="3600")
+    client, signer = app.test_client(), app.extensions["optin"].intake.signer
+    now = [1_000_000.0]
+    signer.clock = lambda: now[0]
+    token = {"another-form": signer.issue("launch"), "forged": "simple~1000000000~forged.bad-signature"}.get(
+        problem, signer.issue("simple"))
+    now[0] += {"too-fast": 1, "expired": 3601}.get(problem, 60)
+    if problem == "replayed":
+        assert send(client, "simple", {"token": token, "email": "first@example.com"}).status_code == 303
+
+    refused = send(client, "simple", {"token": token, "email": "person@example.com"}, json_mode=json_mode)
+    assert refused.status_code == 422
+    if json_mode:
+        assert refused.json["errors"]["_form"] and refused.json["token"] != token
+        next_token = refused.json["token"]
+    else:
+        html = refused.get_data(as_text=True)
+        assert 'value="person@example.com"' in html and 'role="alert"' in html
+        next_token = extract_token(html)
+        assert next_token != token
+
+    now[0] += 60  # the visitor reads the message and sends the form again
+    again = send(client, "simple", {"token": next_token, "email": "person@example.com"}, json_mode=json_mode)
+    assert again.status_code == (200 if json_mode else 303), "never a dead end"
+    expected = ["first@example.com", "person@example.com"] if problem == "replayed" else ["person@example.com"]
+    assert [r["json"]["email"] for r in ck.requests(path_contains="/subscribe")] == expected
+
+
+def test_a_token_signed_with_another_secret_key_is_refused(make_app, ck):
+    elsewhere = make_app(SECRET_KEY="another-deployments-secret-key").test_client()
+    here = make_app().test_client()
+    token = fresh_token(elsewhere)
+    assert send(here, "simple", {"token": token, "email": "a@example.com"}).status_code == 422
+    assert send(elsewhere, "simple", {"token": token, "email": "a@example.com"}).status_code == 303
+    assert len(ck.requests(path_contains="/subscribe")) == 1
+
+
+def test_without_a_proxy_in_front_a_forwarded_for_header_does_not_escape_the_ip_limit(make_app, ck):
+    client = make_app(RATE_LIMIT_PER_IP="2/60", TRUSTED_PROXY_HOPS="0").test_client()
+    codes = [send(client, "simple", {"token": fresh_token(client), "email": f"f{n}@example.com"},
+                  headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(3)]
+    assert codes == [303, 303, 429]
+
+
+@pytest.mark.redis
+def test_with_redis_machines_on_separate_databases_share_used_tokens_and_limits(make_app, ck, redis_url, tmp_path):
+    import sqlalchemy as sa
+
+    limits = {"REDIS_URL": redis_url, "RATE_LIMIT_PER_IP": "3/60", "RATE_LIMIT_PER_EMAIL": "1/86400"}
+    first_app = make_app(**limits)
+    first = first_app.test_client()
+    second = make_app(**limits, DATABASE_URL=f"sqlite:///{tmp_path}/other-machine.sqlite3").test_client()
+
+    token = fresh_token(first)
+    assert send(first, "simple", {"token": token, "email": "a@example.com"}).status_code == 303
+    assert send(second, "simple", {"token": token, "email": "b@example.com"}).status_code == 422, "replayed"
+    assert send(second, "simple", {"token": fresh_token(second), "email": "a@example.com"}).status_code == 429
+    assert send(second, "simple", {"token": fresh_token(second), "email": "c@example.com"}).status_code == 303
+    limited = send(second, "simple", {"token": fresh_token(second), "email": "d@example.com"})
+    assert limited.status_code == 429 and "Too many attempts" in limited.get_data(as_text=True)
+    assert [r["json"]["email"] for r in ck.requests(path_contains="/subscribe")] == ["a@example.com", "c@example.com"]
+    with first_app.extensions["optin"].db.read() as conn:
+        for table in ("used_nonces", "rate_events"):
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
+
+
+ALL_SOURCES = ("default-src", "script-src", "style-src", "img-src", "connect-src", "frame-src")
+
+
+@pytest.mark.parametrize(("slug", "hosts"), [
+    ("plain", set()),
+    ("turnstile", {"https://challenges.cloudflare.com"}),
+    ("hcaptcha", {"https://hcaptcha.com", "https://*.hcaptcha.com"}),
+])
+def test_the_form_loads_nothing_from_another_host_but_its_challenge(make_app, tmp_path, slug, hosts):
+    path = tmp_path / "hosts.toml"
+    path.write_text("""
+[forms.plain]
+convertkit_form_id = 1
+title = "Plain"
+
+[forms.turnstile]
+convertkit_form_id = 2
+title = "T"
+challenge = "turnstile"
+challenge_site_key = "site-key"
+
+[forms.hcaptcha]
+convertkit_form_id = 3
+title = "H"
+challenge = "hcaptcha"
+challenge_site_key = "site-key"
+""")
+    client = make_app(FORMS_FILE=str(path)).test_client()
+    for page in ("f", "p"):
+        response = client.get(f"/{page}/{slug}")
+        policy = dict(d.strip().split(" ", 1) for d in response.headers["Content-Security-Policy"].split(";"))
+        seen = {source for name in ALL_SOURCES for source in policy[name].split()}
+        assert seen - {"'self'", "'none'", "data:"} == hosts
+        assert "'unsafe-inline'" not in seen and "'unsafe-eval'" not in seen
+        assert policy["default-src"] == "'none'"
+        html = response.get_data(as_text=True)
+        for url in re.findall(r'(?:src|href|action)="([^"]*)"', html):
+            assert url.startswith("/") or any(url.startswith(h.replace("*.", "js.")) for h in hosts), url
