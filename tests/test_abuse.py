@@ -334,3 +334,17 @@ challenge_site_key = "site-key"
         html = response.get_data(as_text=True)
         for url in re.findall(r'(?:src|href|action)="([^"]*)"', html):
             assert url.startswith("/") or any(url.startswith(h.replace("*.", "js.")) for h in hosts), url
+
+
+@pytest.mark.parametrize("slug", ["partner", "open"])
+def test_the_thanks_page_may_be_framed_wherever_its_form_may(make_app, tmp_path, slug):
+    """Without JavaScript the iframe's post lands on /f/<slug>/thanks, still inside the customer's page."""
+    path = tmp_path / "origins.toml"
+    path.write_text(ORIGINS_TOML)
+    client = make_app(FORMS_FILE=str(path)).test_client()
+
+    def ancestors(url):
+        return re.search(r"frame-ancestors ([^;]*)", client.get(url).headers["Content-Security-Policy"])[1]
+
+    assert ancestors(f"/f/{slug}/thanks") == ancestors(f"/f/{slug}") != "'none'"
+    assert ancestors(f"/p/{slug}/thanks") == ancestors(f"/p/{slug}") == "'none'"
