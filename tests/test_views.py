@@ -247,3 +247,25 @@ def test_a_too_fast_post_also_shows_the_field_errors(make_app, ck):
     response = client.post("/f/launch", data={"token": token, "email": "nope"}, headers={"Accept": "application/json"})
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"_form", "email", "company"}
+
+
+@pytest.mark.parametrize(("slug", "title"), [("launch", "Get launch updates"), ("simple", "Simple"),
+                                             ("redirecting", "Redirecting")])
+def test_the_index_shows_each_form_live_with_the_three_snippets_filled_in(client, slug, title):
+    from html import unescape
+
+    page = client.get("/").get_data(as_text=True)
+    assert f'<iframe src="/f/{slug}" title="{title}"' in page, "the form itself, live"
+    snippets = unescape(page)
+    assert (f'<script src="http://localhost/embed.js" data-form="{slug}" data-title="{title}" async></script>'
+            in snippets)
+    assert (f'<iframe src="http://localhost/f/{slug}" title="{title}" style="border:0;width:100%;max-width:480px"'
+            f' height="420"></iframe>' in snippets)
+    assert f'<a href="/p/{slug}">http://localhost/p/{slug}</a>' in snippets
+
+
+@pytest.mark.parametrize(("slug", "redirect"), [("redirecting", "https://example.com/thanks"), ("simple", None)])
+def test_a_json_post_says_where_to_send_the_visitor(post_form, slug, redirect):
+    response = post_form(slug, {"email": "a@example.com"}, json_mode=True)
+    assert response.json == {"ok": True, "message": "Thanks! Check your inbox to confirm your subscription.",
+                             "redirect": redirect}
