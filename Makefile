@@ -4,14 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint browser-deps bench bench-delivery clean
+.PHONY: run test test-fast lint lock lock-check browser-deps bench bench-delivery clean
 
-$(STAMP): pyproject.toml
+# Tests run on the pinned versions a deploy gets: requirements-dev.txt (hash-checked), then the project itself.
+$(STAMP): pyproject.toml requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11 or newer is needed" or 0)'
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# `make lock` after changing a dependency in pyproject.toml; `make lock-check` fails while the pins lag behind.
+lock: $(STAMP)
+	bin/lock
+
+lock-check: $(STAMP)
+	bin/lock --check
 
 run: $(STAMP)
 	bin/dev
