@@ -18,12 +18,16 @@ from .errors import (
     APITimeout,
     ConvertKitError,
     MissingSecret,
+    OddAnswer,
     error_for_status,
     redact,
 )
+from .transport import DeadlineAdapter, deadline
 
 DEFAULT_BASE_URL = "https://api.convertkit.com/v3/"
-DEFAULT_TIMEOUT = (3.05, 5.0)
+DEFAULT_TIMEOUT = 5.0  # seconds for a whole call, connect to last byte
+CONNECT_TIMEOUT = 3.05
+MAX_ANSWER_BYTES = 1024 * 1024  # ConvertKit's answers are a few kB; a larger one is read no further
 DEFAULT_USER_AGENT = "convertkit-optin/0.1 (+python-requests)"
 
 # urllib3 logs request URLs here, and GET calls carry a credential in the query string.
@@ -92,8 +96,15 @@ def _resource_id(value: int | str, what: str) -> str:
 def _field(data: dict[str, Any], key: str) -> Any:
     """A 2xx without the expected field is a broken answer, not a success to build on."""
     if key not in data:
-        raise ConvertKitError(f"ConvertKit's answer has no {key!r} field.")
+        raise OddAnswer(f"ConvertKit's answer has no {key!r} field.")
     return data[key]
+
+
+def _timeouts(timeout: float | tuple[float, float]) -> tuple[float, float]:
+    """(connect, whole call): a number bounds the whole call and connecting gets at most CONNECT_TIMEOUT of it."""
+    if isinstance(timeout, tuple):
+        return timeout
+    return min(CONNECT_TIMEOUT, timeout), timeout
 
 
 class Client:
@@ -118,10 +129,16 @@ class Client:
         self._api_secret = api_secret or None
         self._host = parts.netloc.rpartition("@")[2]
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
-        self.timeout = timeout
+        self.timeout = _timeouts(timeout)
         self.user_agent = user_agent
         self._owns_session = session is None
-        self.session = session if session is not None else requests.Session()
+        if session is None:
+            session = requests.Session()
+            # Only the client's own session: mounting on a borrowed one would change it for its owner.
+            adapter = DeadlineAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        self.session = session
         _log_filter.add(self)
 
     def _credentials(self) -> tuple[str, ...]:
@@ -166,15 +183,19 @@ class Client:
             data = jsonlib.dumps({**(json or {}), name: credential}).encode("utf-8")
             headers["Content-Type"] = "application/json; charset=utf-8"
         try:
-            response = self.session.request(
-                method,
-                self.base_url + path.lstrip("/"),
-                params=query or None,
-                data=data,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
+            with deadline(self.timeout[1]):
+                response = self.session.request(
+                    method,
+                    self.base_url + path.lstrip("/"),
+                    params=query or None,
+                    data=data,
+                    headers=headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                ok = 200 <= response.status_code < 300
+                body, whole = _read_bounded(response)
         except requests.Timeout as exc:
             _scrub_chain(exc, self._credentials())
             raise APITimeout(
@@ -183,19 +204,24 @@ class Client:
             ) from exc
         except requests.RequestException as exc:
             _scrub_chain(exc, self._credentials())
-            raise APIConnectionError(
-                f"could not reach ConvertKit at {self._host}: {type(exc).__name__}",
+            timed_out = _deadline_passed(exc)
+            raise (APITimeout if timed_out else APIConnectionError)(
+                f"{'timed out talking to' if timed_out else 'could not reach'} ConvertKit at {self._host}: "
+                f"{type(exc).__name__}",
                 may_have_arrived=_connected(exc),
             ) from exc
-        if not 200 <= response.status_code < 300:
-            raise error_for_status(
-                response.status_code, response.text, redact_values=self._credentials()
-            )
+        text = body.decode(response.encoding or "utf-8", errors="replace")
+        if not ok:
+            raise error_for_status(response.status_code, text, redact_values=self._credentials())
+        if not whole:
+            raise OddAnswer(f"ConvertKit's answer was larger than {MAX_ANSWER_BYTES} bytes.")
         try:
-            parsed = response.json()
-        except ValueError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
+            parsed = jsonlib.loads(text)
+        except (ValueError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise OddAnswer(f"ConvertKit answered {response.status_code} without a JSON object.")
+        return parsed
 
     def subscribe_to_form(
         self,
@@ -238,14 +264,59 @@ class Client:
         return bool(self._api_secret)
 
     def find_subscriber(self, email: str) -> dict[str, Any] | None:
-        """Look an address up (needs api_secret): tells whether a request that got no answer arrived."""
+        """Look an address up (needs api_secret). None means a request that got no answer did not create them;
+        a subscriber found may come from any earlier signup, so it alone proves nothing (see form_subscriptions)."""
         found = _field(self.request("GET", "subscribers", params={"email_address": email}, secret=True),
                        "subscribers")
-        return found[0] if found else None
+        if not isinstance(found, list):
+            raise OddAnswer("ConvertKit's 'subscribers' is not a list.")
+        return found[0] if found and isinstance(found[0], dict) else None
+
+    def form_subscriptions(self, form_id: int | str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
+        """One page of a form's subscriptions, newest first, and the number of pages (needs api_secret). The only
+        way v3 tells whether a person is on a given form: an existing subscriber proves nothing about this form."""
+        data = self.request("GET", f"forms/{_resource_id(form_id, 'form_id')}/subscriptions",
+                            params={"sort_order": "desc", "page": int(page)}, secret=True)
+        subscriptions = _field(data, "subscriptions")
+        if not isinstance(subscriptions, list):
+            raise OddAnswer("ConvertKit's 'subscriptions' is not a list.")
+        try:
+            pages = int(data.get("total_pages") or 1)
+        except (TypeError, ValueError):
+            raise OddAnswer("ConvertKit's 'total_pages' is not a number.") from None
+        return [s for s in subscriptions if isinstance(s, dict)], pages
 
     def account(self) -> dict[str, Any]:
         """A cheap check that the secret works (the public key cannot stand in for it)."""
         return self.request("GET", "account", secret=True)
+
+
+def _read_bounded(response: requests.Response) -> tuple[bytes, bool]:
+    """At most MAX_ANSWER_BYTES of the body, and whether that was all of it: a huge answer (or a proxy's endless
+    stream) must not grow a worker's memory. An unread rest is not kept: the connection is closed instead."""
+    chunks, size = [], 0
+    try:
+        for chunk in response.iter_content(64 * 1024):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                return b"".join(chunks)[:MAX_ANSWER_BYTES], False
+        return b"".join(chunks), True
+    finally:
+        response.close()
+
+
+def _deadline_passed(exc: BaseException) -> bool:
+    """requests reports a read time-out in the body as a ConnectionError; find the time-out in its causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TimeoutError | urllib3.exceptions.ReadTimeoutError):
+            return True
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        current = nested or current.__cause__ or current.__context__
+    return False
 
 
 def _connected(exc: requests.RequestException) -> bool:

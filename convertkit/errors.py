@@ -23,6 +23,8 @@ class ConvertKitError(Exception):
     """Base for every failure the client raises; catch this to handle them all."""
 
     default_message = "The request to ConvertKit failed."
+    # Whether ConvertKit may have acted although the caller cannot tell: sending again could do it twice.
+    may_have_arrived = False
 
     def __init__(
         self, message: str | None = None, *, status: int | None = None, error: str | None = None
@@ -56,7 +58,17 @@ class APIConnectionError(ConvertKitError):
 
 
 class APITimeout(APIConnectionError):
+    """No whole answer within the call's deadline (connect to last byte)."""
+
     default_message = "ConvertKit did not answer in time."
+
+
+class OddAnswer(ConvertKitError):
+    """A 2xx whose body is not what the API documents (empty, not JSON, a field missing, too large): ConvertKit
+    (or something in front of it) may well have acted, so this is an unknown outcome, not a success."""
+
+    default_message = "ConvertKit's answer was not what its API documents."
+    may_have_arrived = True
 
 
 class StatusError(ConvertKitError):
@@ -99,7 +111,17 @@ class RateLimited(StatusError):
 
 
 class ServerError(StatusError):
+    """5xx, from ConvertKit or a proxy or load balancer in front of it (502/503/504): it may have acted first."""
+
     default_message = "ConvertKit had a problem on its side; try again after a short pause."
+    may_have_arrived = True
+
+
+class Redirected(StatusError):
+    """A 3xx: the API never redirects, so something in between answered; the request may have been acted on."""
+
+    default_message = "ConvertKit's address answered with a redirect."
+    may_have_arrived = True
 
 
 _BY_STATUS: dict[int, type[StatusError]] = {
@@ -117,6 +139,8 @@ def _status_class(status: int) -> type[StatusError]:
         return Invalid
     if 500 <= status < 600:
         return ServerError
+    if 300 <= status < 400:
+        return Redirected
     return StatusError
 
 

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import logging
 import os
+import random
 import re
 import signal
 import socket
@@ -85,6 +86,10 @@ class Fault:
     close: bool = False
     # Handle the request for real, then answer with the fault: ConvertKit acted, the answer is lost.
     process: bool = False
+    # Send the answer's body one byte at a time, this many seconds apart (a slow proxy, a stalled link).
+    trickle: float = 0.0
+    # Hit this fraction of matching requests, at random, for as long as the fault stands (`times` is ignored).
+    rate: float | None = None
 
     @classmethod
     def parse(cls, spec: object) -> Fault:
@@ -105,6 +110,10 @@ class Fault:
             raise ValueError("fault path_contains and method must be strings")
         if fault.process and not fault.replaces:
             raise ValueError("a fault with process needs a status or close")
+        if not isinstance(fault.trickle, int | float) or fault.trickle < 0:
+            raise ValueError("fault trickle must be a number of seconds")
+        if fault.rate is not None and not (isinstance(fault.rate, int | float) and 0 < fault.rate <= 1):
+            raise ValueError("fault rate must be a fraction above 0 and at most 1")
         return fault
 
     @property
@@ -181,6 +190,7 @@ class _State:
             self.faults: list[Fault] = []
             self.subscribers: dict[str, dict[str, Any]] = {}
             self.signups: Counter[tuple[str, int, str]] = Counter()
+            self.subscriptions: dict[int, list[dict[str, Any]]] = {}  # form id → every subscription, oldest first
             self._subscription_ids = itertools.count(376449416)
             self._subscriber_ids = itertools.count(92766417)
 
@@ -218,12 +228,19 @@ class _State:
             }
 
     def take_fault(self, method: str, path: str) -> Fault | None:
+        draw = random.random()  # one draw shared by the `rate` faults, so their rates add up
         for index, fault in enumerate(self.faults):
-            if fault.matches(method, path):
-                fault.times -= 1
-                if fault.times == 0:
-                    del self.faults[index]
-                return fault
+            if not fault.matches(method, path):
+                continue
+            if fault.rate is not None:
+                if draw < fault.rate:
+                    return fault
+                draw -= fault.rate
+                continue
+            fault.times -= 1
+            if fault.times == 0:
+                del self.faults[index]
+            return fault
         return None
 
     def over_limit(self, key: str, arrived: float) -> bool:
@@ -264,7 +281,7 @@ class _State:
         subscriber["fields"].update((k, v) for k, v in fields.items() if k in DEFAULT_CUSTOM_FIELDS)
         subscriber["tags"] += [tag for tag in tags if tag not in subscriber["tags"]]
         self.signups[(kind, target, key)] += 1
-        return {
+        subscription = {
             "id": next(self._subscription_ids),
             "state": "inactive",
             "created_at": now,
@@ -274,6 +291,9 @@ class _State:
             "subscribable_type": kind,
             "subscriber": {"id": subscriber["id"]},
         }
+        if kind == "form":
+            self.subscriptions.setdefault(target, []).append(subscription)
+        return subscription
 
     def signup_list(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -408,12 +428,28 @@ def _finish(response: Response) -> Response:
     fault = g.fault
     if fault and fault.process:
         response = fault.response()
+    if fault and fault.trickle and not g.get("dropped"):
+        response = _trickled(response, fault.trickle)
     status = None if g.get("dropped") else response.status_code
     with _state().lock:
         entry["status"] = status
     # No query string or body: they carry keys and email addresses.
     log.info("%s %s -> %s", request.method, request.path, status)
     return response
+
+
+def _trickled(response: Response, pause: float) -> Response:
+    """The same answer, its body sent a byte at a time: the status line and headers go first."""
+    body = response.get_data()
+
+    def drip():
+        for index in range(len(body)):
+            time.sleep(pause)
+            yield body[index:index + 1]
+
+    headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
+    headers.append(("Content-Length", str(len(body))))
+    return Response(drip(), status=response.status_code, headers=headers)
 
 
 def _api_not_found(error: Exception) -> Any:
@@ -547,6 +583,31 @@ def list_subscribers() -> Response:
     )
 
 
+SUBSCRIPTIONS_PER_PAGE = 50
+
+
+@api.get("/forms/<int:form_id>/subscriptions")
+def list_form_subscriptions(form_id: int) -> Response:
+    denied = _denied(secret_only=True)
+    if denied:
+        return denied
+    state = _state()
+    try:
+        page = max(1, int(request.args.get("page") or 1))
+    except ValueError:
+        page = 1
+    with state.lock:
+        if form_id not in state.forms:
+            return _json(NOT_FOUND, 404)
+        found = [dict(s) for s in state.subscriptions.get(form_id, [])]
+    if request.args.get("sort_order") == "desc":
+        found.reverse()
+    pages = max(1, -(-len(found) // SUBSCRIPTIONS_PER_PAGE))
+    start = (page - 1) * SUBSCRIPTIONS_PER_PAGE
+    return _json({"total_subscriptions": len(found), "page": page, "total_pages": pages,
+                  "subscriptions": found[start:start + SUBSCRIPTIONS_PER_PAGE]})
+
+
 control = Blueprint("sandbox_control", __name__, url_prefix="/_sandbox")
 
 
@@ -658,7 +719,7 @@ def create_sandbox(
 ) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False  # keep the field order of ConvertKit's answers
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024  # room for a fault with a huge answer body
     app.extensions["convertkit_sandbox"] = _State(
         api_key=api_key,
         api_secret=api_secret,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import traceback
 from http import HTTPStatus
@@ -20,12 +21,15 @@ from convertkit import (
     Invalid,
     MissingSecret,
     NotFound,
+    OddAnswer,
     RateLimited,
+    Redirected,
     ServerError,
     StatusError,
     Unauthorized,
     error_for_status,
 )
+from convertkit.client import MAX_ANSWER_BYTES
 from convertkit.sandbox import SandboxServer
 
 KEY = "kEy-9f3a1c7e5b2d4c6a"
@@ -212,7 +216,7 @@ def test_base_url_without_trailing_slash_still_joins(sandbox):
             ServerError,
             "Try again soon",
         ),
-        ({"status": 301, "body": ""}, StatusError, StatusError.default_message),
+        ({"status": 301, "body": ""}, Redirected, Redirected.default_message),
     ],
 )
 def test_error_statuses_map_to_exceptions(client, sandbox, fault, cls, message):
@@ -292,11 +296,100 @@ def test_dropped_connection_is_a_connection_error(client, sandbox):
     assert sandbox.subscribers() == []
 
 
-def test_non_json_success_is_an_empty_dict_and_a_broken_answer(client, sandbox):
-    sandbox.faults([{"status": 200, "body": "OK", "times": 2}])
-    assert client.request("GET", "forms") == {}
-    with pytest.raises(ConvertKitError, match="no 'forms' field"):
+@pytest.mark.parametrize("body", ["", "OK", "[1, 2]", "<html>Done</html>", "[" * 100_000])
+def test_a_2xx_that_is_not_a_json_object_is_an_odd_answer_that_may_have_arrived(client, sandbox, body):
+    sandbox.faults([{"status": 200, "body": body, "content_type": "text/plain", "process": True}])
+    with pytest.raises(OddAnswer) as caught:
+        client.subscribe_to_form(4242, "odd@example.com")
+    assert caught.value.may_have_arrived  # ConvertKit did act: sending again blindly would subscribe twice
+    assert [s["email"] for s in sandbox.subscribers()] == ["odd@example.com"]
+
+
+def test_a_2xx_without_the_documented_field_is_an_odd_answer(client, sandbox):
+    sandbox.faults([{"status": 200, "body": {"ok": True}}])
+    with pytest.raises(OddAnswer, match="no 'forms' field"):
         client.forms()
+
+
+@pytest.mark.parametrize("fault, cls", [
+    ({"status": 502, "body": ""}, ServerError),
+    ({"status": 504, "body": "<html>gateway</html>", "content_type": "text/html"}, ServerError),
+    ({"status": 302, "body": ""}, Redirected),
+    ({"close": True}, APIConnectionError),
+])
+def test_answers_that_leave_the_outcome_unknown_say_so(client, sandbox, fault, cls):
+    sandbox.faults([{**fault, "process": True}])
+    with pytest.raises(cls) as caught:
+        client.subscribe_to_form(4242, "maybe@example.com")
+    assert caught.value.may_have_arrived
+
+
+@pytest.mark.parametrize("status, cls", [(422, Invalid), (404, NotFound), (429, RateLimited), (401, Unauthorized)])
+def test_answers_that_say_no_are_known_outcomes(client, sandbox, status, cls):
+    sandbox.faults([{"status": status}])
+    with pytest.raises(cls) as caught:
+        client.subscribe_to_form(4242, "no@example.com")
+    assert not caught.value.may_have_arrived
+
+
+def test_a_trickled_answer_ends_at_the_call_deadline(sandbox):
+    # A read time-out alone never fires here: a byte comes every 50 ms, so the call would last ~15 s.
+    sandbox.faults([{"trickle": 0.05, "path_contains": "subscribe"}])
+    with Client(KEY, base_url=sandbox.api_url, timeout=1.0) as client:
+        with pytest.raises(APITimeout) as caught:
+            client.subscribe_to_form(4242, "slow@example.com")
+    assert caught.value.may_have_arrived
+
+
+def test_trickled_headers_end_at_the_call_deadline():
+    """Something in front of ConvertKit that sends its status line and headers a byte at a time."""
+    answer = b"HTTP/1.1 200 OK\r\n" + b"X-Pad: " + b"a" * 300 + b"\r\nContent-Length: 2\r\n\r\n{}"
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve():
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                try:
+                    for i in range(len(answer)):
+                        conn.sendall(answer[i:i + 1])
+                        time.sleep(0.03)
+                except OSError:  # the client gave up, as it should
+                    pass
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with Client(KEY, base_url=f"http://127.0.0.1:{port}/v3/", timeout=1.0) as client:
+            with pytest.raises(APITimeout):
+                client.request("GET", "forms")
+        thread.join(15)
+
+
+def test_an_answer_is_read_only_up_to_a_bound(client, sandbox):
+    huge = "x" * (MAX_ANSWER_BYTES + 10)
+    sandbox.faults([{"status": 200, "body": {"forms": [], "pad": huge}},
+                    {"status": 500, "body": huge, "content_type": "text/plain"}])
+    with pytest.raises(OddAnswer, match="larger than"):
+        client.forms()
+    with pytest.raises(ServerError) as caught:
+        client.forms()
+    assert len(caught.value.body) <= 2049
+
+
+def test_form_subscriptions_newest_first_with_pages(sandbox):
+    with Client(KEY, api_secret=SECRET, base_url=sandbox.api_url) as client:
+        for i in range(53):
+            client.subscribe_to_form(4242, f"p{i}@example.com")
+        client.subscribe_to_form(4243, "elsewhere@example.com")
+        first, pages = client.form_subscriptions(4242)
+        second, _ = client.form_subscriptions(4242, page=2)
+        newest = client.find_subscriber("p52@example.com")
+    assert pages == 2 and len(first) == 50 and len(second) == 3
+    assert first[0]["subscriber"]["id"] == newest["id"]
+    assert all(s["subscribable_id"] == 4242 for s in first + second)
+    calls = sandbox.requests(path_contains="/subscriptions")
+    assert calls[0]["query"] == {"api_secret": "***", "sort_order": "desc", "page": "1"}
 
 
 def test_repr_masks_the_key_and_hides_the_secret(client, sandbox):
