@@ -52,3 +52,35 @@ def test_the_iframe_and_the_landing_page_keep_their_own_embedding_rules_when_cac
 def test_other_paths_under_the_prefixes_are_not_taken_for_pages(client, path):
     client.get("/f/launch", headers=BROWSER)
     assert client.get(path, headers=BROWSER).status_code in (404, 308)
+
+
+@pytest.mark.parametrize("queue", ["empty", "waiting"])
+def test_a_form_post_without_a_challenge_makes_one_sqlite_commit(client, post_form, services, ck, monkeypatch, queue):
+    """Token, client window, address window and signup in one commit: SQLite has one writer, and every commit
+    of a post is time every other post waits. When it is tried at once, the one commit comes before ConvertKit."""
+    monkeypatch.setattr("optin.delivery.QUEUE_RECHECK", 0)
+    if queue == "waiting":  # a launch: the post stores its signup for the worker and answers
+        services.signups.record(form_slug="simple", convertkit_form_id=4243, email="first@example.com",
+                                first_name=None, fields={}, tags=(), ip_hash=None)
+    db, commits, before_convertkit = services.db, [], []
+    begin = db._sqlite_transaction
+
+    def counted():
+        commits.append(1)
+        yield from begin()
+
+    deliver = services.delivery.deliver
+
+    def sent(*args):
+        before_convertkit.append(len(commits))
+        return deliver(*args)
+
+    monkeypatch.setattr(db, "_sqlite_transaction", counted)
+    monkeypatch.setattr(services.delivery, "deliver", sent)
+    client.get("/f/simple")
+    commits.clear()
+    assert post_form("simple", {"email": "a@example.com"}).status_code == 303
+    if queue == "waiting":
+        assert len(commits) == 1 and before_convertkit == [] and ck.requests() == []
+    else:
+        assert before_convertkit == [1] and len(ck.requests(path_contains="/subscribe")) == 1
