@@ -12,6 +12,8 @@ from flask.cli import AppGroup, with_appcontext
 
 import convertkit
 
+from . import db
+from .settings import ConfigError
 from .signups import STATUSES, mask_email
 from .worker import run_workers
 
@@ -29,6 +31,15 @@ def cell(value) -> str:
     text = str(value)
     risky = text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and len(text) > 1)
     return "'" + text if risky else text
+
+
+@click.command("migrate")
+def migrate_command():
+    """Apply schema changes to DATABASE_URL: the release line's step (`python -m optin.db migrate`)."""
+    try:
+        db.main(["migrate"])
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command("worker")
@@ -140,5 +151,5 @@ def purge_command(email, yes):
 
 
 def init_app(app):
-    for command in (worker_command, check_command, signups_group):
+    for command in (migrate_command, worker_command, check_command, signups_group):
         app.cli.add_command(command)
