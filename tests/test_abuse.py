@@ -348,3 +348,14 @@ def test_the_thanks_page_may_be_framed_wherever_its_form_may(make_app, tmp_path,
 
     assert ancestors(f"/f/{slug}/thanks") == ancestors(f"/f/{slug}") != "'none'"
     assert ancestors(f"/p/{slug}/thanks") == ancestors(f"/p/{slug}") == "'none'"
+
+
+@pytest.mark.parametrize("email", ["x@mailinator.com", "x@MAILINATOR.com", "X@Mailinator.Com"])
+def test_a_blocked_domain_is_refused_however_either_side_spells_it(make_app, ck, tmp_path, email):
+    path = tmp_path / "blocked.toml"
+    path.write_text('[forms.open]\nconvertkit_form_id = 4243\ntitle = "Open"\nblocked_domains = ["@Mailinator.COM"]\n')
+    client = make_app(FORMS_FILE=str(path)).test_client()
+    response = send(client, "open", {"token": fresh_token(client, "open"), "email": email}, json_mode=True)
+    assert response.status_code == 422
+    assert response.json["errors"] == {"email": ["Please use a different email address."]}
+    assert ck.requests() == []

@@ -31,6 +31,11 @@ def test_a_full_form_table():
     ({"convertkit_form_id": 1, "fields": [{"name": "email", "label": "E"}]}, "field 1, key 'name'"),
     ({"convertkit_form_id": 1, "fields": [{"name": "company"}]}, "field 1 (company), key 'label'"),
     ({"convertkit_form_id": 1, "challenge": "recaptcha"}, "key 'challenge'"),
+    ({"convertkit_form_id": 1, "challenge": "turnstile"}, "key 'challenge_site_key': required"),
+    ({"convertkit_form_id": 1, "challenge": "hcaptcha"}, "key 'challenge_site_key': required"),
+    ({"convertkit_form_id": 1, "blocked_domains": "mailinator.com"}, "key 'blocked_domains'"),
+    ({"convertkit_form_id": 1, "fields": [{"name": "company", "label": "C", "required": "yes"}]},
+     "field 1 (company), key 'required'"),
 ])
 def test_a_wrong_forms_file_names_the_form_the_key_and_the_problem(table, expected):
     with pytest.raises(FormsFileError) as info:
@@ -50,3 +55,11 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("[forms.x\n")
     with pytest.raises(FormsFileError, match="not valid TOML"):
         load_forms(bad)
+
+
+def test_a_wrong_forms_file_stops_the_app_at_start_up_with_the_readme_message(make_app, forms_file):
+    forms_file.write_text('[forms.launch]\nconvertkit_form_id = 4242\nredirect_url = "ftp://example.com/thanks"\n')
+    with pytest.raises(FormsFileError) as info:
+        make_app()
+    assert str(info.value) == "form 'launch', key 'redirect_url': must be an http(s) URL"
+
