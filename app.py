@@ -57,6 +57,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     app.session_interface = NoSessions()
     app.config.update(
         SECRET_KEY=settings.secret_key,
+        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         MAX_FORM_MEMORY_SIZE=settings.max_body_bytes,
         SHOW_INDEX=settings.show_index,
@@ -90,7 +91,8 @@ def build_services(settings: Settings) -> Services:
     pauses = Pauses(db, first_check_after=settings.pause_check_seconds)
     delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=pauses, client=api,
                         clock=time.time)
-    signer = TokenSigner(settings.secret_key, min_age=settings.min_fill_seconds, max_age=settings.token_max_age)
+    signer = TokenSigner(settings.secret_key, fallbacks=settings.secret_key_fallbacks,
+                         min_age=settings.min_fill_seconds, max_age=settings.token_max_age)
     intake = Intake(
         settings=settings, form_classes={slug: form_class(spec) for slug, spec in forms.items()},
         signer=signer, nonces=nonces, windows=windows, signups=signups, delivery=delivery,

@@ -37,6 +37,8 @@ class RateLimit:
 class Settings:
     secret_key: str
     api_key: str
+    # Older keys, newest first: what they signed still verifies until it expires (a key rotation).
+    secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
     api_secret: str | None = field(default=None, repr=False)
     api_url: str = DEFAULT_API_URL
     forms_file: Path = Path("forms.toml")
@@ -117,6 +119,9 @@ class Settings:
 
         return cls(
             secret_key=required("SECRET_KEY"),
+            secret_key_fallbacks=tuple(
+                key for key in (k.strip() for k in (env.get("SECRET_KEY_FALLBACKS") or "").split(",")) if key
+            ),
             api_key=required("CONVERTKIT_API_KEY"),
             api_secret=(env.get("CONVERTKIT_API_SECRET") or "").strip() or None,
             api_url=api_url,

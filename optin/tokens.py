@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, Signer
@@ -39,9 +40,13 @@ class Token:
 class TokenSigner:
     """Issues and checks tokens; the clock is injectable so tests need not sleep."""
 
-    def __init__(self, secret_key: str, *, min_age: float = 2.0, max_age: float = 6 * 3600, clock=time.time):
+    def __init__(self, secret_key: str, *, fallbacks: Sequence[str] = (), min_age: float = 2.0,
+                 max_age: float = 6 * 3600, clock=time.time):
         # slug~milliseconds~nonce, HMAC-SHA256 signed: no JSON, no compression, about 10 µs to issue.
-        self._signer = Signer(secret_key, salt="optin.form-token.v2", digest_method=hashlib.sha256)
+        # New tokens are signed with secret_key; `fallbacks` (the previous keys, newest first, as Flask's
+        # SECRET_KEY_FALLBACKS) still verify the forms already served, until they expire after a rotation.
+        keys = [*reversed(fallbacks), secret_key]  # itsdangerous: oldest to newest, signs with the last
+        self._signer = Signer(keys, salt="optin.form-token.v2", digest_method=hashlib.sha256)
         self.min_age = min_age
         self.max_age = max_age
         self.clock = clock

@@ -37,3 +37,10 @@ def test_repr_hides_secrets():
     settings = Settings.from_env({"SECRET_KEY": "sk-very-secret", "CONVERTKIT_API_KEY": "key-123",
                                   "CONVERTKIT_API_SECRET": "secret-456"})
     assert not any(s in repr(settings) for s in ("sk-very-secret", "key-123", "secret-456"))
+
+
+def test_secret_key_fallbacks_are_listed_newest_first_and_kept_out_of_repr():
+    settings = Settings.from_env({**BASE, "SECRET_KEY_FALLBACKS": " last-week-key , ,last-year-key"})
+    assert settings.secret_key_fallbacks == ("last-week-key", "last-year-key")
+    assert "last-week-key" not in repr(settings) and "last-year-key" not in repr(settings)
+    assert Settings.from_env(BASE).secret_key_fallbacks == ()

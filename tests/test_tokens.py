@@ -1,4 +1,5 @@
 import pytest
+from conftest import extract_token
 
 from optin.tokens import TokenProblem, TokenSigner
 
@@ -57,3 +58,34 @@ def test_a_token_signed_with_another_key_is_refused(clock):
 
 def test_every_token_is_distinct(signer):
     assert signer.issue("launch") != signer.issue("launch")
+
+
+def test_a_rotated_key_still_verifies_tokens_signed_with_the_old_one_until_they_expire(clock):
+    served = TokenSigner("old-key", clock=clock).issue("launch")
+    rotated = TokenSigner("new-key", fallbacks=("middle-key", "old-key"), max_age=3600, clock=clock)
+    clock.now += 10
+    assert rotated.check(served, "launch").slug == "launch"
+    assert rotated.served_at(served, "launch") == pytest.approx(clock.now - 10)
+    with pytest.raises(TokenProblem) as info:
+        TokenSigner("new-key", clock=clock).check(served, "launch")  # no fallback: refused
+    assert info.value.kind == "invalid"
+    fresh = rotated.issue("launch")  # signed with the new key only
+    clock.now += 10
+    with pytest.raises(TokenProblem):
+        TokenSigner("old-key", clock=clock).check(fresh, "launch")
+    assert TokenSigner("new-key", clock=clock).check(fresh, "launch")
+    clock.now += 3600
+    with pytest.raises(TokenProblem) as info:
+        rotated.check(served, "launch")
+    assert info.value.kind == "expired"
+
+
+@pytest.mark.parametrize(("fallbacks", "accepted"), [("", False), ("older-key, old-key-that-served-it", True)])
+def test_a_form_served_before_a_key_rotation_can_still_be_posted(make_app, fallbacks, accepted):
+    before = make_app(SECRET_KEY="old-key-that-served-it").test_client()
+    token = extract_token(before.get("/f/simple").get_data(as_text=True))
+    after = make_app(SECRET_KEY="new-key-after-rotation", SECRET_KEY_FALLBACKS=fallbacks)
+    assert after.config["SECRET_KEY_FALLBACKS"] == [k.strip() for k in fallbacks.split(",") if k.strip()]
+    response = after.test_client().post("/f/simple", data={"token": token, "email": "rotated@example.com"},
+                                        headers={"Accept": "application/json"})
+    assert (response.status_code, response.json["ok"]) == ((200, True) if accepted else (422, False))
