@@ -269,3 +269,40 @@ def test_a_json_post_says_where_to_send_the_visitor(post_form, slug, redirect):
     response = post_form(slug, {"email": "a@example.com"}, json_mode=True)
     assert response.json == {"ok": True, "message": "Thanks! Check your inbox to confirm your subscription.",
                              "redirect": redirect}
+
+
+# Deploying: what gunicorn.conf.py promises a platform router -------------------------------------------------
+
+def gunicorn_config(monkeypatch, **env):
+    """The settings `gunicorn app:app` takes from gunicorn.conf.py under this environment."""
+    import runpy
+
+    from conftest import ROOT
+    from gunicorn.config import Config
+
+    for name in ("HOST", "PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "MAX_REQUESTS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = Config()
+    for name, value in runpy.run_path(str(ROOT / "gunicorn.conf.py")).items():
+        if name in config.settings:
+            config.set(name, value)
+    return config
+
+
+@pytest.mark.parametrize(("env", "bind", "workers", "threads", "max_requests"), [
+    ({}, "0.0.0.0:5000", 2, 8, 0),
+    ({"PORT": "31337", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "5", "MAX_REQUESTS": "1000"},
+     "0.0.0.0:31337", 3, 5, 1000),
+])
+def test_gunicorn_conf_follows_the_platform(monkeypatch, env, bind, workers, threads, max_requests):
+    from gunicorn.workers.gthread import ThreadWorker
+
+    config = gunicorn_config(monkeypatch, **env)
+    assert config.bind == [bind], "every interface, on $PORT"
+    assert issubclass(config.worker_class, ThreadWorker), "threads (gthread)"
+    assert (config.workers, config.threads) == (workers, threads)
+    assert config.timeout < 30 and config.graceful_timeout < 30, "answer or fail before the router's 30 s"
+    assert config.reuse_port is True
+    assert config.max_requests == max_requests, "workers are recycled only when MAX_REQUESTS asks"
