@@ -122,6 +122,7 @@ def register_middleware(app: Flask, settings: Settings) -> None:
     services = app.extensions["optin"]
     app.wsgi_app = CachedPages(app.wsgi_app, pages=services.pages, forms=services.forms,
                                signer=services.intake.signer)
+    app.wsgi_app = security.StrictTransport(app.wsgi_app, trusted_hops=settings.trusted_proxy_hops)
 
     @app.after_request
     def headers(response):

@@ -114,3 +114,39 @@ def set_headers(response, *, spec: FormSpec | None = None, embeddable: bool = Fa
     for name, value in cors_headers(spec).items():
         response.headers[name] = value
     return response
+
+
+# HTTPS only, from the first visit on: browsers that saw this header refuse plain http to this host for a year
+# (a token or an address typed into a form can't then be read or changed on the way). Not includeSubDomains:
+# other hosts under this name are not this app's to decide.
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
+
+
+class StrictTransport:
+    """WSGI middleware, the outermost layer: HSTS on every response to a request that came over HTTPS, the
+    ones answered in front of Flask (CachedPages, static files) included, and never on plain http."""
+
+    def __init__(self, app, *, trusted_hops: int):
+        self.app = app
+        self.trusted_hops = trusted_hops
+
+    def __call__(self, environ, start_response):
+        if not self.came_over_https(environ):
+            return self.app(environ, start_response)
+
+        def start(status, headers, exc_info=None):
+            if not any(name.lower() == "strict-transport-security" for name, _ in headers):
+                headers = [*headers, HSTS]
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+    def came_over_https(self, environ) -> bool:
+        """The scheme ProxyFix (which sits inside, in front of Flask only) works out: X-Forwarded-Proto as the
+        trusted proxy set it, TRUSTED_PROXY_HOPS entries from the right; else the connection's own scheme."""
+        forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
+        if self.trusted_hops and forwarded:
+            values = [value.strip() for value in forwarded.split(",")]
+            if len(values) >= self.trusted_hops:
+                return values[-self.trusted_hops].lower() == "https"
+        return environ.get("wsgi.url_scheme") == "https"
