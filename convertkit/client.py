@@ -16,7 +16,6 @@ import urllib3
 from .errors import (
     APIConnectionError,
     APITimeout,
-    ConvertKitError,
     MissingSecret,
     OddAnswer,
     error_for_status,

@@ -175,6 +175,7 @@ class _State:
     def __init__(self, **initial: Any) -> None:
         self.lock = threading.RLock()
         self._initial = initial
+        self.in_flight = 0  # API requests arrived and not yet answered, delayed ones included; kept by reset()
         self.reset()
 
     def reset(self) -> None:
@@ -408,6 +409,8 @@ def _arrive() -> Response | None:
     rate_key = _supplied("api_key") or _supplied("api_secret") or ""
     with state.lock:
         state.log.append(entry)
+        state.in_flight += 1
+        g.in_flight = True
         fault = state.take_fault(request.method, request.path)
         limited = state.over_limit(rate_key, arrived)
         pause = state.latency + (fault.delay if fault else 0.0)
@@ -436,6 +439,12 @@ def _finish(response: Response) -> Response:
     # No query string or body: they carry keys and email addresses.
     log.info("%s %s -> %s", request.method, request.path, status)
     return response
+
+
+def _answered(_error: BaseException | None) -> None:
+    if g.get("in_flight"):
+        with _state().lock:
+            _state().in_flight -= 1
 
 
 def _trickled(response: Response, pause: float) -> Response:
@@ -620,11 +629,13 @@ def summary() -> Response:
         statuses = Counter(str(entry["status"]) for entry in state.log)
         faults = [asdict(fault) for fault in state.faults]
         total = len(state.log)
+        in_flight = state.in_flight
     return _json(
         {
             "api_url": request.host_url + "v3/",
             "config": state.config(),
             "requests": total,
+            "in_flight": in_flight,
             "statuses": dict(statuses),
             "subscriptions": sum(s["count"] for s in signups),
             "duplicates": sum(s["count"] - 1 for s in signups),
@@ -729,6 +740,7 @@ def create_sandbox(
     )
     app.before_request(_arrive)
     app.after_request(_finish)
+    app.teardown_request(_answered)
     app.register_error_handler(404, _api_not_found)
     app.register_error_handler(405, _api_not_found)
     app.register_blueprint(api)
@@ -813,6 +825,14 @@ class SandboxServer:
     def reset(self) -> None:
         """Back to the state at creation: config, log, rate windows, faults and subscribers."""
         self._control("POST", "reset")
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until every API request that arrived has been handled, delayed ones included: count only then."""
+        deadline = time.monotonic() + timeout
+        while self.summary()["in_flight"]:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sandbox still has requests in flight")
+            time.sleep(0.05)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,18 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX used_nonces_expiry ON used_nonces (expires_at)",
         "CREATE TABLE heartbeats (worker TEXT PRIMARY KEY, seen_at DOUBLE PRECISION NOT NULL)",
     ],
+    [
+        # Written before each send and cleared with its outcome: a row found with it left behind was being sent
+        # when its process died, and is treated like a lost answer (see optin/delivery.py).
+        "ALTER TABLE signups ADD COLUMN sending_at DOUBLE PRECISION",
+        # Progress of the look-up after an unknown outcome: 0 finds the person, n reads page n of the form's list.
+        "ALTER TABLE signups ADD COLUMN check_page INTEGER NOT NULL DEFAULT 0",
+        # Sends after an unknown outcome that ConvertKit could not rule out: each may have subscribed twice.
+        "ALTER TABLE signups ADD COLUMN possible_duplicates INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX signups_unknown ON signups (next_attempt_at) WHERE status = 'pending'"
+        " AND (unconfirmed_at IS NOT NULL OR sending_at IS NOT NULL)",
+        "CREATE INDEX signups_possible_duplicates ON signups (id) WHERE possible_duplicates > 0",
+    ],
 ]
 
 BACKSTOP_CHECKPOINT_PAGES = 10_000

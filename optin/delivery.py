@@ -5,8 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import queue
 import random
+import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -23,6 +27,11 @@ ACCOUNT = "account"
 RATE_SCOPE_PREFIX = "convertkit:"
 FULL_WINDOW_RECHECK = 1.0  # seconds a web process trusts its last look at a full ConvertKit window
 QUEUE_RECHECK = 1.0  # and its last look at a queue with signups waiting
+INLINE_AT_ONCE = 2  # inline attempts in flight per web process: the other threads keep serving the form
+CLOCK_SKEW = 10.0  # seconds ConvertKit's clock may differ from ours when reading its created_at
+MAX_CHECK_PAGES = 10  # pages of a form's subscriptions (50 each) read for one look-up before resending anyway
+TWIN_WINDOW = 600.0  # seconds in which the same details on the same form are the visitor trying again
+RECORD_RETRY_EVERY = 1.0  # seconds between tries to record an answer the database refused
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,16 @@ def form_scope(form_id: int) -> str:
 
 
 class Delivery:
+    """Sends one signup per call, exactly once as far as ConvertKit's API can tell.
+
+    Every attempt is written ahead (the signup's `sending_at`, set in the same commit as its lease), and every
+    answer that leaves the outcome unknown (a time-out, a dropped connection, a 3xx or 5xx, a 2xx with an odd body,
+    a process that died mid-send) is kept as `unconfirmed_at`. The next step of such a signup asks ConvertKit
+    instead of sending: is this person on this form since the attempt began? Only a yes marks it delivered; a no
+    sends again; where ConvertKit cannot tell (no API secret, the look-up keeps failing), it sends again and
+    counts a possible duplicate.
+    """
+
     def __init__(self, *, settings: Settings, signups: Signups, windows, pauses: Pauses, client: convertkit.Client,
                  clock):
         self.settings = settings
@@ -93,9 +112,17 @@ class Delivery:
         self.clock = clock
         # The limit belongs to the key; name it by a hash so the key never lands in Redis or the database.
         self.rate_scope = RATE_SCOPE_PREFIX + hashlib.sha256(settings.api_key.encode()).hexdigest()[:16]
-        self.hold = settings.api_timeout * 2 + 1  # connect + read time-outs, and a margin
+        # The longest a request can be in flight (the client's deadline covers the whole call), and a margin.
+        self.hold = settings.api_timeout + 1
+        # A lease must outlast one delivery (the slot's hold) so two processes never send the same signup at once.
+        self.lease_seconds = max(settings.lease_seconds or self.hold + 30, self.hold + 1)
         self._full_until = 0.0  # until then ConvertKit's window has no room (this process's last look)
         self._queued_until = 0.0  # until then older signups are waiting for the worker (likewise)
+        self._slow_until = 0.0  # until then ConvertKit is too slow for a visitor to wait on (likewise)
+        self._inline = threading.BoundedSemaphore(INLINE_AT_ONCE)
+        self._unrecorded: queue.Queue[tuple[float, Callable[[], Outcome]]] = queue.Queue()
+        self._recorder: threading.Thread | None = None
+        self._recorder_lock = threading.Lock()
 
     def paused_forms(self, paused: list[dict] | None = None) -> list[int] | None:
         """Form ids not to deliver now; None when the whole account is paused."""
@@ -106,11 +133,12 @@ class Delivery:
 
     def may_try_now(self, form_id: int) -> bool:
         """Whether a web request may try its signup at once (see reserve): not while the form or the account is
-        paused, ConvertKit's window was full a moment ago, or older signups are waiting. Those go first, through
-        the worker, in order: during a launch every slot that frees up is theirs, so no visitor waits on
-        ConvertKit then, and nobody jumps the queue. Reads only: call it before the signup's transaction."""
+        paused, ConvertKit's window was full a moment ago, ConvertKit just let an attempt time out, or older
+        signups are waiting. Those go first, through the worker, in order: during a launch every slot that frees
+        up is theirs, so no visitor waits on ConvertKit then, and nobody jumps the queue. Reads only: call it
+        before the signup's transaction."""
         now = self.clock()
-        if now < self._full_until or now < self._queued_until:
+        if now < self._full_until or now < self._queued_until or now < self._slow_until:
             return False
         paused = self.paused_forms()  # a second old at most: fine for the web
         if paused is None or form_id in paused:
@@ -121,19 +149,51 @@ class Delivery:
         return True
 
     def reserve(self) -> Slot | None:
-        """A slot for the web request's single attempt, only if the shared limit has room right now: the visitor
-        never waits for room. Only after may_try_now said yes."""
+        """A slot for the web request's single attempt, only if the shared limit has room right now and fewer
+        than INLINE_AT_ONCE of this process's requests are waiting on ConvertKit: the visitor never waits for
+        room, and a slow ConvertKit never ties up the threads that serve the form. Only after may_try_now said
+        yes; a slot given must end in deliver_inline or release."""
+        if not self._inline.acquire(blocking=False):
+            return None
         verdict = self.windows.acquire(self.rate_scope, self.settings.rate_limit, self.hold, blockable=True)
         if not verdict:
+            self._inline.release()
             # Look again in a second at most (sooner if a slot is due sooner), like the pauses. A slot freed in
             # between goes to the worker, which delivers just as well; only the inline answer is missed.
             self._full_until = self.clock() + min(verdict.wait, FULL_WINDOW_RECHECK)
         return verdict.slot
 
+    def release(self, slot: Slot) -> None:
+        """A reserved slot that was not used: nothing was sent."""
+        try:
+            self.windows.cancel(slot)
+        finally:
+            self._inline.release()
+
+    def deliver_inline(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
+        try:
+            return self.deliver(signup, owner, slot)
+        finally:
+            self._inline.release()
+
     def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
-        """Send one signup (the caller holds a slot and the lease) and record what ConvertKit said."""
-        if signup.unconfirmed_at is not None and self.client.has_secret:
-            return self._confirm(signup, owner, slot)
+        """One step for one signup (the caller holds a slot and the lease): send it, or look up an unknown
+        outcome, and record what ConvertKit said."""
+        now = self.clock()
+        blind = False
+        if signup.unconfirmed_at is not None:
+            ready_at = signup.unconfirmed_at + self.hold
+            if now < ready_at:  # the attempt may still be on its way: a look-up now could miss it
+                self.windows.cancel(slot)
+                self.signups.mark_retry(signup, owner, at=now, next_attempt_at=ready_at, counted=False,
+                                        error=signup.last_error or "waiting to look up an unanswered attempt",
+                                        unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page)
+                return Outcome("retry")
+            if self.client.has_secret:
+                return self._look_up(signup, owner, slot)
+            blind = True  # v3 without the secret cannot ask: send again, and count it
+        elif (twin := self.signups.twin(signup, within=TWIN_WINDOW)) is not None:
+            return self._twin(signup, owner, slot, twin)
         try:
             answer, error = self.client.subscribe_to_form(
                 signup.convertkit_form_id, signup.email, first_name=signup.first_name,
@@ -141,48 +201,161 @@ class Delivery:
             ), None
         except convertkit.ConvertKitError as exc:
             answer, error = None, exc
-        with self.signups.db.transaction():  # one commit for the slot's end and the signup's outcome
-            self.windows.finish(slot)
-            return self._delivered(signup, owner, answer) if error is None else self._failed(signup, owner, error)
+        if isinstance(error, convertkit.APITimeout):
+            self._slow_until = self.clock() + self.hold
 
-    def _delivered(self, signup: Signup, owner: str, answer: dict) -> Outcome:
-        self.signups.mark_delivered(signup, owner, at=self.clock(),
+        def record() -> Outcome:
+            with self.signups.db.transaction():  # one commit for the slot's end and the signup's outcome
+                self.windows.finish(slot)
+                if error is None:
+                    return self._delivered(signup, owner, answer, blind=blind)
+                return self._failed(signup, owner, error, blind=blind)
+
+        return self._record(signup, record, answer_outcome(error))
+
+    def _record(self, signup: Signup, record: Callable[[], Outcome], outcome: Outcome) -> Outcome:
+        """Record an answer. If the database refuses (a blip, a fail-over), ConvertKit's answer still stands: the
+        caller (a visitor) is told what ConvertKit said, and a background thread keeps trying to write it until
+        the signup's lease would end. Should the process die first, the write-ahead mark is still on the row,
+        and the worker looks the signup up before anything is sent again."""
+        try:
+            return record()
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("signup %s: ConvertKit answered (%s) but the database refused to record it (%s); "
+                      "retrying in the background", signup.id, outcome.kind, type(exc).__name__)
+            self._unrecorded.put((self.clock() + self.hold + 30, record))
+            self._start_recorder()
+            return outcome
+
+    def _start_recorder(self) -> None:
+        with self._recorder_lock:
+            if self._recorder is None or not self._recorder.is_alive():
+                self._recorder = threading.Thread(target=self._record_later, name="optin-recorder", daemon=True)
+                self._recorder.start()
+
+    def _record_later(self) -> None:
+        while True:
+            until, record = self._unrecorded.get()
+            while True:
+                try:
+                    record()
+                    break
+                except sa.exc.SQLAlchemyError:
+                    if self.clock() >= until:
+                        log.error("gave up recording an answer; the worker will look the signup up")
+                        break
+                    time.sleep(RECORD_RETRY_EVERY)
+
+    def _twin(self, signup: Signup, owner: str, slot: Slot, twin: Signup) -> Outcome:
+        """The same details on the same form a moment ago: the visitor tried again. Never send it twice."""
+        self.windows.cancel(slot)
+        now = self.clock()
+        if twin.status == "delivered":
+            self.signups.mark_delivered(signup, owner, at=now, subscriber_id=twin.subscriber_id, counted=False,
+                                        note=f"not sent: the same as signup {twin.id}, which ConvertKit has")
+            log.info("signup %s is the same as delivered signup %s: not sent again", signup.id, twin.id)
+            return Outcome("delivered")
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + self.hold, counted=False,
+                                error=f"waiting for signup {twin.id}, which has the same details")
+        return Outcome("retry")
+
+    def _delivered(self, signup: Signup, owner: str, answer: dict, *, blind: bool = False) -> Outcome:
+        self.signups.mark_delivered(signup, owner, at=self.clock(), resent_blind=blind,
                                     subscriber_id=((answer or {}).get("subscriber") or {}).get("id"))
         if self.windows.strikes(self.rate_scope):  # a success ends a run of 429s
             self.windows.clear_strikes(self.rate_scope)
         log.info("signup %s delivered (form %s, %s)", signup.id, signup.form_slug, mask_email(signup.email))
         return Outcome("delivered")
 
-    def _failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError) -> Outcome:
+    def _failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError, *,
+                blind: bool = False) -> Outcome:
+        # Refusals (4xx) mean ConvertKit did not act on this send: a blind resend that is refused subscribed
+        # nobody twice, and the earlier attempt's unknown outcome stays on record.
         if isinstance(error, convertkit.Invalid):
             return self._rejected(signup, owner, error)
         if isinstance(error, convertkit.Unauthorized | convertkit.Forbidden | convertkit.NotFound):
             return self._paused(signup, owner, error)
         if isinstance(error, convertkit.RateLimited):
-            return self._rate_limited(signup, owner, error)
-        return self._transient(signup, owner, error)  # 5xx, time-outs, connection errors, odd statuses
+            return self._rate_limited(signup, owner)
+        return self._transient(signup, owner, error, blind=blind)  # 5xx, time-outs, odd answers, …
 
-    def _confirm(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
-        """The last attempt got no answer: ask whether it arrived before sending again (and emailing twice)."""
+    def _look_up(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
+        """One call of the look-up after an unknown outcome (each call takes its own slot): find the person,
+        then read this form's subscriptions, newest first, back to when the attempt began. Progress is kept on
+        the row, so another worker, or this one after a crash, goes on where this one stopped."""
+        since = signup.unconfirmed_at - CLOCK_SKEW
+        page, found, subscriptions, pages, error = signup.check_page, None, [], 0, None
         try:
-            found = self.client.find_subscriber(signup.email)
+            if page == 0:
+                found = self.client.find_subscriber(signup.email)
+            else:
+                subscriptions, pages = self.client.form_subscriptions(signup.convertkit_form_id, page=page)
         except convertkit.ConvertKitError as exc:
-            return self._transient(signup, owner, exc)
-        finally:
-            self.windows.finish(slot)
-        now = self.clock()
-        if found and _created_at(found) >= signup.unconfirmed_at - 300:
-            self.signups.mark_delivered(signup, owner, at=now, subscriber_id=found.get("id"))
-            log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
-            return Outcome("delivered")
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, counted=False,
-                                error=(signup.last_error or "") + " (checked: not at ConvertKit yet)")
+            error = exc
+
+        def record() -> Outcome:
+            with self.signups.db.transaction():
+                self.windows.finish(slot)
+                if error is not None:
+                    return self._look_up_failed(signup, owner, error)
+                if page == 0:
+                    if found is None:
+                        return self._not_there(signup, owner, "no such subscriber")
+                    return self._look_further(signup, owner, page=1, subscriber_id=found.get("id"))
+                ours = [s for s in subscriptions if (s.get("subscriber") or {}).get("id") == signup.subscriber_id]
+                if any(_timestamp(s) >= since for s in ours):
+                    self.signups.mark_delivered(signup, owner, at=self.clock(), subscriber_id=signup.subscriber_id,
+                                                note="the unanswered attempt had arrived (looked up)")
+                    log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
+                    return Outcome("delivered")
+                older = subscriptions and min(_timestamp(s) for s in subscriptions) < since
+                if older or page >= pages:
+                    return self._not_there(signup, owner, f"not on form {signup.convertkit_form_id}")
+                if page >= MAX_CHECK_PAGES:
+                    return self._resend_blind(signup, owner, f"more than {MAX_CHECK_PAGES} pages of new "
+                                                             "subscriptions to read")
+                return self._look_further(signup, owner, page=page + 1, subscriber_id=signup.subscriber_id)
+
+        return self._record(signup, record, Outcome("retry"))
+
+    def _look_further(self, signup: Signup, owner: str, *, page: int, subscriber_id) -> Outcome:
+        """The next call of the look-up, at once: the signup keeps its place at the head of the queue."""
+        self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.next_attempt_at,
+                                counted=False, error=signup.last_error or "looking up an unanswered attempt",
+                                unconfirmed_at=signup.unconfirmed_at, check_page=page, subscriber_id=subscriber_id)
         return Outcome("retry")
+
+    def _not_there(self, signup: Signup, owner: str, why: str) -> Outcome:
+        """ConvertKit does not have it: send again, at the signup's old place in the queue."""
+        self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.created_at, counted=False,
+                                error=f"{signup.last_error or 'unanswered'} (looked up: {why}; sending again)")
+        log.info("signup %s: the unanswered attempt had not arrived (%s); sending again", signup.id, why)
+        return Outcome("retry")
+
+    def _resend_blind(self, signup: Signup, owner: str, why: str) -> Outcome:
+        """ConvertKit cannot tell: a duplicate confirmation email is better than a lost signup. Counted."""
+        self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.created_at, counted=False,
+                                error=f"{signup.last_error or 'unanswered'} (could not look up: {why}; sending"
+                                      " again, possibly twice)", resent_blind=True)
+        log.warning("signup %s: could not tell whether the unanswered attempt arrived (%s); sending again",
+                    signup.id, why)
+        return Outcome("retry")
+
+    def _look_up_failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError) -> Outcome:
+        if isinstance(error, convertkit.RateLimited):
+            return self._rate_limited(signup, owner)
+        if isinstance(error, convertkit.Unauthorized | convertkit.Forbidden):
+            log.error("ConvertKit refused the look-up (%s): check CONVERTKIT_API_SECRET", error.status)
+            return self._resend_blind(signup, owner, f"ConvertKit refused the API secret ({error.status})")
+        if self.clock() - signup.unconfirmed_at >= self.settings.check_hours * 3600:
+            return self._resend_blind(signup, owner, f"look-ups failed for {self.settings.check_hours:g} h")
+        return self._transient(signup, owner, error)
 
     def _rejected(self, signup, owner, exc) -> Outcome:
         message = exc.message or "ConvertKit did not accept this address."
         self.signups.mark_rejected(signup, owner, at=self.clock(), reason=f"{exc.status}: {message}")
-        log.info("signup %s rejected by ConvertKit (%s): %s", signup.id, exc.status, message)
+        log.info("signup %s rejected by ConvertKit (%s): %s", signup.id, exc.status,
+                 scrub_address(message, signup.email))
         return Outcome("rejected", message=message)
 
     def _paused(self, signup, owner, exc) -> Outcome:
@@ -194,40 +367,64 @@ class Delivery:
         }.get(exc.status, f"ConvertKit answered {exc.status}")
         self.pauses.pause(scope, reason)
         now = self.clock()
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, error=reason, counted=False)
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, error=reason, counted=False,
+                                unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page)
         log.error("delivery paused for %s: %s (signup %s kept pending)", scope, reason, signup.id)
         return Outcome("paused")
 
-    def _rate_limited(self, signup, owner, exc) -> Outcome:
+    def _rate_limited(self, signup, owner) -> Outcome:
         # Our own limiter should make this rare: another program is using the key. Wait a window, then longer.
+        # A 429 is ConvertKit refusing before acting: a look-up in progress stays where it was.
         strikes = self.windows.strikes(self.rate_scope)
         wait = min(self.settings.rate_limit.seconds * 2 ** strikes, 600)
         self.windows.block(self.rate_scope, wait)
         now = self.clock()
         self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + wait, error="429 rate limited",
-                                counted=False)
+                                counted=False, unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page)
         log.warning("ConvertKit rate limit hit (429); all delivery waits %.0f s", wait)
         return Outcome("retry", message="rate limited")
 
-    def _transient(self, signup, owner, exc) -> Outcome:
+    def _transient(self, signup, owner, exc, *, blind: bool = False) -> Outcome:
         now = self.clock()
         first = signup.first_failed_at if signup.first_failed_at is not None else now
         failed = now - first >= self.settings.retry_budget_hours * 3600
         base = self.settings.retry_base_seconds
         delay = random.uniform(0.5, 1.0) * min(base * 2 ** signup.attempts, 3600)
-        error = f"{type(exc).__name__}: {exc}"
-        unconfirmed = isinstance(exc, convertkit.APIConnectionError) and exc.may_have_arrived
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + delay, error=error, failed=failed,
-                                unconfirmed=unconfirmed)
+        error = f"{type(exc).__name__}: {scrub_address(str(exc), signup.email)}"
+        # An unknown outcome of this send, or one still being looked up: never send before asking, and never ask
+        # before the attempt can have arrived (one slot hold after it began).
+        unconfirmed_at = signup.unconfirmed_at
+        if unconfirmed_at is None and exc.may_have_arrived:
+            unconfirmed_at = signup.sending_at if signup.sending_at is not None else now
+        next_attempt_at = now + delay
+        if unconfirmed_at is not None:
+            next_attempt_at = max(next_attempt_at, unconfirmed_at + self.hold)
+        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=next_attempt_at, error=error, failed=failed,
+                                unconfirmed_at=unconfirmed_at, check_page=signup.check_page,
+                                resent_blind=blind and exc.may_have_arrived)
         if failed:
             log.error("signup %s failed after the retry budget: %s", signup.id, error)
         else:
-            log.warning("signup %s will be retried in %.0f s: %s", signup.id, delay, error)
+            log.warning("signup %s will be retried in %.0f s: %s", signup.id, next_attempt_at - now, error)
         return Outcome("retry", message=error)
 
 
-def _created_at(subscriber: dict) -> float:
+def answer_outcome(error: convertkit.ConvertKitError | None) -> Outcome:
+    """What a visitor is told of ConvertKit's answer, whatever happens to its record."""
+    if error is None:
+        return Outcome("delivered")
+    if isinstance(error, convertkit.Invalid):
+        return Outcome("rejected", message=error.message or "ConvertKit did not accept this address.")
+    return Outcome("retry")
+
+
+def scrub_address(text: str, email: str) -> str:
+    """ConvertKit's messages may quote the address, in any case: logs get its pseudonym instead."""
+    return re.sub(re.escape(email), mask_email(email), text, flags=re.IGNORECASE) if email else text
+
+
+def _timestamp(record: dict) -> float:
     try:
-        return dt.datetime.fromisoformat(str(subscriber.get("created_at"))).timestamp()
+        return dt.datetime.fromisoformat(str(record.get("created_at"))).timestamp()
     except ValueError:
         return 0.0

@@ -120,11 +120,11 @@ class Intake:
                     signup = self.signups.record(
                         form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
                         first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-                        lease_owner=owner, lease_seconds=self.delivery.hold + 30,
+                        lease_owner=owner, lease_seconds=self.delivery.lease_seconds,
                     )
         except BaseException:
             if slot:  # windows kept in Redis do not roll back with the database
-                self.windows.cancel(slot)
+                self.delivery.release(slot)
             raise
         if signup is None:
             log.info("form %s: too many signups for %s today", spec.slug, mask_email(email))
@@ -132,7 +132,7 @@ class Intake:
                                        "Please check your inbox for the confirmation email.")
         if slot is None:
             return Result("accepted", form)
-        outcome = self.delivery.deliver(signup, owner, slot)
+        outcome = self.delivery.deliver_inline(signup, owner, slot)
         if outcome.kind == "rejected":
             return self._invalid(form, {"email": [outcome.message]})
         return Result("accepted", form)

@@ -49,6 +49,7 @@ class Settings:
     api_timeout: float = 5.0
     retry_budget_hours: float = 72.0
     retry_base_seconds: float = 10.0
+    check_hours: float = 1.0
     pause_check_seconds: float = 60.0
     lease_seconds: float | None = None
     ip_limit: RateLimit = RateLimit(10, 60)
@@ -133,6 +134,7 @@ class Settings:
             api_timeout=number("CONVERTKIT_TIMEOUT", 5.0, minimum=0.1),
             retry_budget_hours=number("DELIVERY_RETRY_HOURS", 72.0, minimum=0.0001),
             retry_base_seconds=number("DELIVERY_RETRY_BASE_SECONDS", 10.0, minimum=0.01),
+            check_hours=number("DELIVERY_CHECK_HOURS", 1.0, minimum=0.0001),
             pause_check_seconds=number("DELIVERY_PAUSE_CHECK_SECONDS", 60.0, minimum=0.1),
             lease_seconds=number("DELIVERY_LEASE_SECONDS", 0) or None,
             ip_limit=limit("RATE_LIMIT_PER_IP", RateLimit(10, 60)),

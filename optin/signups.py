@@ -30,11 +30,14 @@ class Signup:
     next_attempt_at: float = 0.0
     first_failed_at: float | None = None
     last_attempt_at: float | None = None
-    unconfirmed_at: float | None = None  # sent, but no answer came: ConvertKit may already have it
+    unconfirmed_at: float | None = None  # when an attempt began whose outcome is unknown: ConvertKit may have it
     last_error: str | None = None
     finished_at: float | None = None
     subscriber_id: int | None = None
     ip_hash: str | None = None
+    sending_at: float | None = None  # the write-ahead mark: an attempt began then, its outcome not yet recorded
+    check_page: int = 0  # the look-up's progress after an unknown outcome
+    possible_duplicates: int = 0  # sends after an unknown outcome that ConvertKit could not rule out
 
     def __repr__(self) -> str:  # keeps the address out of tracebacks and logs
         return f"Signup(id={self.id}, form={self.form_slug!r}, status={self.status!r}, email={mask_email(self.email)})"
@@ -54,10 +57,21 @@ def mask_email(email: str) -> str:
 
 RECORD = sa.text(
     "INSERT INTO signups (form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,"
-    " status, created_at, next_attempt_at, lease_until, lease_owner)"
+    " status, created_at, next_attempt_at, lease_until, lease_owner, sending_at)"
     " VALUES (:slug, :form_id, :email, :first_name, :fields, :tags, :ip_hash, 'pending', :now, :now,"
-    " :lease_until, :owner) RETURNING id"
+    " :lease_until, :owner, :sending_at) RETURNING id"
 )
+# A claim is the write-ahead mark of the send that follows it: sending_at is set in the same statement. A row
+# claimed with a mark already on it was being sent by a process that died (or could not record the answer):
+# its attempt becomes an unknown outcome, to be looked up before anything is sent again.
+CLAIM = (
+    "UPDATE signups SET lease_owner = :owner, lease_until = :until, sending_at = :now,"
+    " unconfirmed_at = COALESCE(unconfirmed_at, sending_at) WHERE id IN ("
+    " SELECT id FROM signups WHERE status = 'pending' AND next_attempt_at <= :now"
+    " AND (lease_until IS NULL OR lease_until < :now){unknown}{skip}"
+    " ORDER BY next_attempt_at, id LIMIT :limit{lock}) RETURNING *"
+)
+UNKNOWN = " AND (unconfirmed_at IS NOT NULL OR sending_at IS NOT NULL)"
 
 
 class Signups:
@@ -66,7 +80,8 @@ class Signups:
 
     def record(self, *, form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,
                lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
-        """Store a signup; a lease lets the web request try it inline without the worker racing it."""
+        """Store a signup; a lease lets the web request try it inline without the worker racing it, and marks the
+        row as being sent (the write-ahead mark) in the same commit."""
         tags = tuple(tags)
         values = {
             "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
@@ -75,31 +90,46 @@ class Signups:
         }
         with self.db.transaction() as conn:
             now = self.db.now(conn)
-            values.update(now=now, lease_until=now + lease_seconds if lease_owner else None)
+            values.update(now=now, lease_until=now + lease_seconds if lease_owner else None,
+                          sending_at=now if lease_owner else None)
             signup_id = conn.execute(RECORD, values).scalar_one()
         # Built from what was stored rather than read back: this runs on every form post.
         return Signup(id=signup_id, form_slug=form_slug, convertkit_form_id=convertkit_form_id, email=email,
                       first_name=first_name, fields=dict(fields), tags=tags, created_at=now,
-                      next_attempt_at=now, ip_hash=ip_hash)
+                      next_attempt_at=now, ip_hash=ip_hash, sending_at=values["sending_at"])
 
     def claim(self, owner: str, *, lease_seconds: float, limit: int = 1,
               paused_forms: Iterable[int] = ()) -> list[Signup]:
-        """Lease due signups; a worker killed mid-delivery loses nothing, its lease just runs out."""
+        """Lease due signups; a worker killed mid-delivery loses nothing, its lease just runs out.
+
+        Signups whose last attempt has an unknown outcome go first, so their look-up reads ConvertKit's newest
+        subscriptions (a look-up that waited behind a launch's backlog would have to read through all of it).
+        """
         paused = [int(f) for f in paused_forms]
         skip = " AND convertkit_form_id NOT IN ({})".format(",".join(map(str, paused))) if paused else ""
         lock = "" if self.db.is_sqlite else " FOR UPDATE SKIP LOCKED"
         with self.db.transaction() as conn:
             now = self.db.now(conn)
-            rows = conn.execute(
-                sa.text(
-                    "UPDATE signups SET lease_owner = :owner, lease_until = :until WHERE id IN ("
-                    " SELECT id FROM signups WHERE status = 'pending' AND next_attempt_at <= :now"
-                    " AND (lease_until IS NULL OR lease_until < :now)" + skip +
-                    " ORDER BY next_attempt_at, id LIMIT :limit" + lock + ") RETURNING *"
-                ),
-                {"owner": owner, "until": now + lease_seconds, "now": now, "limit": limit},
-            ).all()
-        return sorted((Signup.from_row(r) for r in rows), key=lambda s: (s.next_attempt_at, s.id))
+            params = {"owner": owner, "until": now + lease_seconds, "now": now, "limit": limit}
+            rows = conn.execute(sa.text(CLAIM.format(unknown=UNKNOWN, skip=skip, lock=lock)), params).all()
+            if len(rows) < limit:
+                params["limit"] = limit - len(rows)
+                rows += conn.execute(sa.text(CLAIM.format(unknown="", skip=skip, lock=lock)), params).all()
+        return [Signup.from_row(r) for r in rows]
+
+    def twin(self, signup: Signup, *, within: float) -> Signup | None:
+        """An earlier signup with the same form and the same details, stored at most `within` seconds before this
+        one and delivered or still pending: this one is the visitor trying again, not a new signup."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT * FROM signups WHERE email = :email AND convertkit_form_id = :form AND id < :id"
+                " AND created_at >= :since AND status IN ('pending', 'delivered') ORDER BY id"
+            ), {"email": signup.email, "form": signup.convertkit_form_id, "id": signup.id,
+                "since": signup.created_at - within}).all()
+        same = [s for s in map(Signup.from_row, rows)
+                if (s.first_name, s.fields, s.tags) == (signup.first_name, signup.fields, signup.tags)]
+        delivered = [s for s in same if s.status == DELIVERED]
+        return (delivered or same or [None])[0]
 
     def has_due(self, paused_forms: Iterable[int] = ()) -> bool:
         paused = [int(f) for f in paused_forms]
@@ -114,41 +144,53 @@ class Signups:
                 {"now": now},
             ).first() is not None
 
-    def _finish(self, signup_id: int, owner: str | None, values: dict) -> bool:
-        """Write an outcome only while holding the lease, so a late, expired worker cannot overwrite a newer one."""
+    def _finish(self, signup: Signup, owner: str | None, values: dict, *, resent_blind: bool) -> bool:
+        """Write an outcome only while holding the lease, so a late, expired worker cannot overwrite a newer one.
+        Every outcome clears the write-ahead mark: the attempt it stood for is accounted for."""
+        values = {**values, "sending_at": None}
+        if resent_blind:
+            values["possible_duplicates"] = signup.possible_duplicates + 1
         sets = ", ".join(f"{k} = :{k}" for k in values)
         guard = " AND lease_owner = :owner" if owner else ""
         with self.db.transaction() as conn:
             result = conn.execute(
                 sa.text(f"UPDATE signups SET {sets}, lease_until = NULL, lease_owner = NULL"
                         f" WHERE id = :id AND status = 'pending'{guard}"),
-                {**values, "id": signup_id, "owner": owner},
+                {**values, "id": signup.id, "owner": owner},
             )
         return result.rowcount == 1
 
-    def mark_delivered(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None) -> bool:
-        return self._finish(signup.id, owner, {
-            "status": DELIVERED, "finished_at": at, "last_attempt_at": at, "attempts": signup.attempts + 1,
-            "subscriber_id": subscriber_id, "last_error": None,
-        })
+    def mark_delivered(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None,
+                       note: str | None = None, counted: bool = True, resent_blind: bool = False) -> bool:
+        return self._finish(signup, owner, {
+            "status": DELIVERED, "finished_at": at, "last_attempt_at": at,
+            "attempts": signup.attempts + (1 if counted else 0), "subscriber_id": subscriber_id,
+            "last_error": note, "unconfirmed_at": None, "check_page": 0,
+        }, resent_blind=resent_blind)
 
-    def mark_rejected(self, signup: Signup, owner: str | None, *, at: float, reason: str) -> bool:
-        return self._finish(signup.id, owner, {
+    def mark_rejected(self, signup: Signup, owner: str | None, *, at: float, reason: str,
+                      resent_blind: bool = False) -> bool:
+        return self._finish(signup, owner, {
             "status": REJECTED, "finished_at": at, "last_attempt_at": at, "attempts": signup.attempts + 1,
-            "last_error": reason[:500],
-        })
+            "last_error": reason[:500], "unconfirmed_at": None, "check_page": 0,
+        }, resent_blind=resent_blind)
 
     def mark_retry(self, signup: Signup, owner: str | None, *, at: float, next_attempt_at: float, error: str,
-                   failed: bool = False, counted: bool = True, unconfirmed: bool = False) -> bool:
+                   failed: bool = False, counted: bool = True, unconfirmed_at: float | None = None,
+                   check_page: int = 0, subscriber_id: int | None = None, resent_blind: bool = False) -> bool:
+        """Back in the queue. `unconfirmed_at` (when the attempt began) keeps an unknown outcome on record, so the
+        next step looks it up instead of sending; None means the next step sends."""
         values = {
             "next_attempt_at": next_attempt_at, "last_attempt_at": at, "last_error": error[:500],
-            "unconfirmed_at": at if unconfirmed else None,
+            "unconfirmed_at": unconfirmed_at, "check_page": check_page,
             "attempts": signup.attempts + (1 if counted else 0),
             "first_failed_at": signup.first_failed_at if signup.first_failed_at is not None else at,
         }
+        if subscriber_id is not None:
+            values["subscriber_id"] = subscriber_id
         if failed:
             values.update(status=FAILED, finished_at=at)
-        return self._finish(signup.id, owner, values)
+        return self._finish(signup, owner, values, resent_blind=resent_blind)
 
     # Operators' views -------------------------------------------------------------------------------------
 
@@ -171,6 +213,12 @@ class Signups:
             sql += f" LIMIT {int(limit)}"
         with self.db.read() as conn:
             return [Signup.from_row(r) for r in conn.execute(sa.text(sql), params)]
+
+    def possible_duplicates(self) -> int:
+        """Signups sent again after an unknown outcome that ConvertKit could not rule out (see /healthz)."""
+        with self.db.read() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT count(*) FROM signups WHERE possible_duplicates > 0")).scalar() or 0)
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as conn:

@@ -31,13 +31,10 @@ class Worker:
         self.signups = delivery.signups
         self.pauses = delivery.pauses
         self.poll = poll
-        # A lease must outlast one delivery (the slot's hold) so two workers never send the same signup at once.
-        self.lease_seconds = max(lease_seconds or delivery.settings.lease_seconds or delivery.hold + 30,
-                                 delivery.hold + 1)
+        self.lease_seconds = max(lease_seconds, delivery.hold + 1) if lease_seconds else delivery.lease_seconds
         self.name = f"{socket.gethostname()}:{os.getpid()}:{index}"
         self.stop = stop if stop is not None else threading.Event()
         self.housekeeper = index == 0  # one loop per process sweeps old windows and checks pauses
-        self._last_beat = 0.0
         self._last_sweep = 0.0
 
     def run(self) -> None:
@@ -57,7 +54,6 @@ class Worker:
 
     def step(self) -> bool:
         """Deliver at most one signup; False when there was nothing to do."""
-        self.heartbeat()
         self.sweep()
         paused = self.pauses.active(fresh=True)
         if paused and self.housekeeper:
@@ -81,18 +77,6 @@ class Worker:
         if self.housekeeper and time.monotonic() - self._last_sweep >= SWEEP_EVERY:
             self._last_sweep = time.monotonic()
             self.delivery.windows.sweep()
-
-    def heartbeat(self) -> None:
-        """Tell /healthz this worker is alive; every few seconds is plenty, and spares the database."""
-        if time.monotonic() - self._last_beat < HEARTBEAT_EVERY:
-            return
-        self._last_beat = time.monotonic()
-        db = self.signups.db
-        with db.transaction() as conn:
-            conn.execute(sa.text(
-                "INSERT INTO heartbeats (worker, seen_at) VALUES (:w, :t)"
-                " ON CONFLICT (worker) DO UPDATE SET seen_at = :t"
-            ), {"w": self.name, "t": db.now(conn)})
 
     def check_pauses(self, paused: list[dict]) -> None:
         """Ask ConvertKit whether a paused key or form works again; resume by itself when it does."""
@@ -123,6 +107,17 @@ class Worker:
                 self.pauses.reschedule(scope, pause["checks"])
 
 
+def heartbeat(db, name: str) -> None:
+    """Tell /healthz this worker process is alive. Beaten here, beside the delivery loops rather than in them:
+    a loop may wait minutes for ConvertKit's window (a 429 blocks every process for up to ten), and a backlog
+    waiting on the limit is not a missing worker."""
+    with db.transaction() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO heartbeats (worker, seen_at) VALUES (:w, :t)"
+            " ON CONFLICT (worker) DO UPDATE SET seen_at = :t"
+        ), {"w": name, "t": db.now(conn)})
+
+
 def run_workers(delivery: Delivery, *, threads: int = 4, poll: float = 1.0) -> None:
     """Several deliveries in flight. One at a time cannot fill ConvertKit's 120 a minute once its answers take
     longer than half a second, and refills a window slowly after a burst; the shared limiter keeps any number of
@@ -143,12 +138,16 @@ def run_workers(delivery: Delivery, *, threads: int = 4, poll: float = 1.0) -> N
     running = [threading.Thread(target=loop.run, name=loop.name) for loop in loops]
     for thread in running:
         thread.start()
+    name, last_beat = f"{socket.gethostname()}:{os.getpid()}", 0.0
     while not stop.wait(0.5):
         if not any(thread.is_alive() for thread in running):
             break
         try:
+            if time.monotonic() - last_beat >= HEARTBEAT_EVERY:
+                heartbeat(delivery.signups.db, name)
+                last_beat = time.monotonic()
             delivery.signups.db.checkpoint()
-        except sa.exc.OperationalError:  # a busy database: the next half second will do
+        except sa.exc.OperationalError:  # a busy or unreachable database: the next half second will do
             pass
     for thread in running:
         thread.join()
