@@ -114,3 +114,22 @@ def test_altcha_proof_of_work_is_verified_and_single_use(client, ck):
 
 def test_forms_without_a_challenge_have_no_challenge_route(client):
     assert client.get("/f/turnstile/altcha").status_code == 404
+
+
+@pytest.mark.parametrize("tamper", ["wrong-number", "another-challenge", "forged-signature"])
+def test_a_wrong_altcha_solution_is_refused(client, ck, tamper):
+    """A bot that skips the work, or reuses a solved puzzle's parts, gets nothing through."""
+    solved = json.loads(base64.b64decode(solve(client.get("/f/altcha/altcha").json)))
+    other = client.get("/f/altcha/altcha").json
+    wrong = {**solved, **{"wrong-number": {"number": solved["number"] + 1},
+                          "another-challenge": {"challenge": other["challenge"]},
+                          "forged-signature": {"signature": "0" * len(solved["signature"])}}[tamper]}
+
+    def post(payload):
+        data = {"token": extract_token(client.get("/f/altcha").get_data(as_text=True)), "email": "a@example.com",
+                "altcha": base64.b64encode(json.dumps(payload).encode()).decode()}
+        return client.post("/f/altcha", data=data, headers={"Accept": "application/json"})
+
+    assert post(wrong).status_code == 422
+    assert ck.requests(path_contains="/subscribe") == []
+    assert post(solved).status_code == 200, "the honest solution still works"
