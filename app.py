@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
@@ -23,6 +24,7 @@ from optin.db import Database
 from optin.delivery import Delivery, Pauses
 from optin.forms import form_class
 from optin.formspec import FormSpec, load_forms
+from optin.frontdoor import PROBLEM, FrontDoor
 from optin.intake import Intake
 from optin.limiter import RedisWindows, SqlWindows
 from optin.nonces import RedisNonces, SqlNonces
@@ -122,7 +124,16 @@ def register_middleware(app: Flask, settings: Settings) -> None:
     services = app.extensions["optin"]
     app.wsgi_app = CachedPages(app.wsgi_app, pages=services.pages, forms=services.forms,
                                signer=services.intake.signer)
+    redirect_hosts = frozenset(urlsplit(spec.redirect_url).netloc.lower()
+                               for spec in services.forms.values() if spec.redirect_url)
+    app.wsgi_app = FrontDoor(app.wsgi_app, max_body_bytes=settings.max_body_bytes, redirect_hosts=redirect_hosts)
     app.wsgi_app = security.StrictTransport(app.wsgi_app, trusted_hops=settings.trusted_proxy_hops)
+
+    @app.before_request
+    def refuse_unreadable_body():
+        problem = request.environ.get(PROBLEM)
+        if problem is not None:
+            raise problem
 
     @app.after_request
     def headers(response):

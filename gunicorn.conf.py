@@ -4,8 +4,11 @@ import os
 
 # A platform sets PORT and expects every interface; `make run` sets HOST=127.0.0.1.
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
-# Threads, because a request may wait a few seconds on ConvertKit's inline attempt; processes for the CPU.
-worker_class = "gthread"
+# Threads, because a request may wait a few seconds on ConvertKit's inline attempt; processes for the CPU. The
+# worker is gunicorn's gthread with a front door: each request is read whole in the event loop before a thread
+# takes it, so slow clients cost a socket each, not a thread (optin/server.py, docs/front-door.md). A request
+# not complete within REQUEST_READ_SECONDS (default 10) is answered 408 and closed.
+worker_class = "optin.server.BufferingWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 # The router gives up after 30 s; answer (or fail) before it does.

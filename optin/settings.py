@@ -57,6 +57,7 @@ class Settings:
     min_fill_seconds: float = 2.0
     token_max_age: float = 6 * 3600
     max_body_bytes: int = 16 * 1024
+    request_read_seconds: float = 10.0
     show_index: bool = False
     challenge_verify_urls: Mapping[str, str] = field(default_factory=dict)
     turnstile_secret: str | None = field(default=None, repr=False)
@@ -142,6 +143,7 @@ class Settings:
             min_fill_seconds=number("MIN_FILL_SECONDS", 2.0),
             token_max_age=number("TOKEN_MAX_AGE", 6 * 3600, minimum=1),
             max_body_bytes=int(number("MAX_BODY_BYTES", 16 * 1024, minimum=1024)),
+            request_read_seconds=number("REQUEST_READ_SECONDS", 10.0, minimum=1),
             show_index=(env.get("SHOW_INDEX") or "").strip().lower() in {"1", "true", "yes", "on"},
             challenge_verify_urls=verify_urls,
             turnstile_secret=env.get("TURNSTILE_SECRET") or None,
