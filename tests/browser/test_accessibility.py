@@ -324,3 +324,17 @@ def test_a_form_sent_faster_than_a_person_can_fill_it_is_refused(gunicorn, env, 
     page.get_by_role("button").click()
     expect(page.get_by_role("alert")).to_have_text("That was quick! Please check your details and submit again.")
     assert signups(ck) == []
+
+
+@pytest.mark.parametrize("kind", ["f", "p"], ids=["frame", "landing"])
+def test_people_cannot_see_or_hear_the_honeypot(web, new_context, kind):
+    """A person who filled it in would be dropped as a bot without knowing: it must not be perceivable."""
+    for viewport in ({"width": 1280, "height": 800}, {"width": 320, "height": 640}):
+        page = new_context(viewport=viewport).new_page()
+        page.goto(f"{web.url}/{kind}/launch")
+        honeypot = page.locator("[name=hp]")
+        expect(honeypot).to_be_attached()
+        expect(honeypot).not_to_be_in_viewport()
+        expect(page.get_by_text("Leave this field empty")).not_to_be_in_viewport()
+        assert page.get_by_role("textbox", name="Leave this field empty").count() == 0, "screen readers skip it"
+        assert page.get_by_role("textbox").count() == 3
