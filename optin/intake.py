@@ -9,6 +9,7 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
+from .addresses import canonical
 from .delivery import Delivery
 from .forms import HONEYPOT, SignupForm, build_form
 from .formspec import FormSpec
@@ -102,7 +103,7 @@ class Intake:
     def _keep(self, spec: FormSpec, form: SignupForm, email: str, ip_key: str | None, *, admit: bool) -> Result:
         """Store the signup, then try it at once if ConvertKit's limit had room and no older signup was waiting
         (never waiting for room)."""
-        email_key = hashlib.sha256(email.lower().encode()).hexdigest()[:24]
+        email_key = hashlib.sha256(canonical(email).encode()).hexdigest()[:24]
         values = form.values()
         slot = signup = None
         try_now = self.delivery.may_try_now(spec.convertkit_form_id)
