@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.exceptions import (
     BadRequest,
@@ -13,11 +15,12 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
 )
 
-from . import security
+from . import health, security
 from .intake import FORM_ERRORS, Result
 from .pages import FORM_TEMPLATE
 
 bp = Blueprint("forms", __name__)
+log = logging.getLogger("optin.views")
 
 
 def services():
@@ -44,7 +47,11 @@ def wants_json() -> bool:
 def submitted_data() -> ImmutableMultiDict:
     """Form posts and JSON posts become the same flat string mapping; anything else is refused plainly."""
     if request.is_json:
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # json gives up on deep nesting this way, not with a ValueError
+            log.info("%s: JSON nested too deeply; 400", request.path[:100])
+            raise BadRequest("The request body is nested too deeply.") from None
         if not isinstance(body, dict):
             raise BadRequest("The request body must be a JSON object.")
         return ImmutableMultiDict({str(k): v for k, v in body.items() if isinstance(v, str)})
@@ -59,7 +66,7 @@ def form_page(slug: str):
     spec = spec_or_404(slug)
     page = request.endpoint.rsplit(".", 1)[-1]
     intake = services().intake
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body: it never stores anything
         if wants_json():  # for sites that build their own markup and post JSON
             form = intake.blank(spec)
             return jsonify(form=spec.slug, title=spec.title, token=form.token.current_token,
@@ -114,7 +121,12 @@ def index():
 
 @bp.get("/healthz")
 def healthz():
-    report = services().health()
+    """Always JSON, for monitors: a database that cannot be reached is a 503 that says so, not an error page."""
+    try:
+        report = services().health()
+    except (OperationalError, DBAPIError) as exc:
+        current_app.logger.error("healthz: database unavailable: %s", type(exc).__name__)
+        report = health.unavailable(f"database unavailable: {type(exc).__name__}")
     return jsonify(report), 200 if report["ok"] else 503
 
 
