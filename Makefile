@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml requirements-dev.txt
 
 # `make lock` after changing a dependency in pyproject.toml; `make lock-check` fails while the pins lag behind.
 lock: $(STAMP)
-	bin/lock
+	UV=$(abspath $(BIN)/uv) bin/lock
 
 lock-check: $(STAMP)
-	bin/lock --check
+	UV=$(abspath $(BIN)/uv) bin/lock --check
 
 run: $(STAMP)
 	bin/dev
