@@ -208,11 +208,30 @@ class BufferingWorker(ThreadWorker):
             conn.parser.unreader.unread(held)
         return super().handle(conn)
 
+    def handle_error(self, req, client, addr, exc):
+        """gunicorn writes its own page for a request it could not parse (400, 414, 431): with nosniff too."""
+        super().handle_error(req, NosniffSocket(client), addr, exc)
+
     def handle_request(self, req, conn):
         if not getattr(conn, "whole", True):
             req.must_close = True  # the rest of this request was never read: answer, say so, and close
         return super().handle_request(req, conn)
 
+
+
+class NosniffSocket:
+    """A client socket that adds nosniff to the one page gunicorn writes itself (gunicorn.util.write_error)."""
+
+    def __init__(self, sock):
+        self._sock = sock
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+    def sendall(self, data, *args):
+        return self._sock.sendall(data.replace(b"\r\nContent-Type: text/html\r\n",
+                                               b"\r\nContent-Type: text/html\r\nX-Content-Type-Options: nosniff\r\n",
+                                               1), *args)
 
 
 def closing_when_asked(app):

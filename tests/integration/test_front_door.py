@@ -193,6 +193,7 @@ def test_bad_framing_is_a_4xx_that_closes_the_connection_without_a_traceback(con
     sock.sendall(request_bytes)
     answer = read_answer(sock, bytearray())
     assert answer is not None and answer.status == status and answer.closes
+    assert answer.headers.get("x-content-type-options") == "nosniff"
     assert closed_by_server(sock)
     assert requests.get(f"{web.url}/f/launch", timeout=WAIT).status_code == 200
     web.stop()
