@@ -100,9 +100,13 @@ def show_command(signup_id):
         ("next attempt", when(s.next_attempt_at) if s.status == "pending" else "-"),
         ("last attempt", when(s.last_attempt_at)), ("finished", when(s.finished_at)),
         ("last error", s.last_error or "-"), ("subscriber id", s.subscriber_id or "-"),
+        ("being sent", when(s.sending_at) if s.sending_at else "-"),
+        ("unanswered", f"attempt of {when(s.unconfirmed_at)}, look-up step {s.check_page}"
+                       if s.unconfirmed_at else "-"),
+        ("possible duplicates", s.possible_duplicates),
     ]
     for name, value in rows:
-        click.echo(f"{name:>14}: {value}")
+        click.echo(f"{name:>19}: {value}")
 
 
 @signups_group.command("retry")

@@ -193,7 +193,8 @@ class Delivery:
                 return self._look_up(signup, owner, slot)
             blind = True  # v3 without the secret cannot ask: send again, and count it
         elif (twin := self.signups.twin(signup, within=TWIN_WINDOW)) is not None:
-            return self._twin(signup, owner, slot, twin)
+            told = Outcome("delivered") if twin.status == "delivered" else Outcome("retry")
+            return self._record(signup, lambda: self._twin(signup, owner, slot, twin), told)
         try:
             answer, error = self.client.subscribe_to_form(
                 signup.convertkit_form_id, signup.email, first_name=signup.first_name,
