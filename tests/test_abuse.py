@@ -301,6 +301,7 @@ ALL_SOURCES = ("default-src", "script-src", "style-src", "img-src", "connect-src
 
 @pytest.mark.parametrize(("slug", "hosts"), [
     ("plain", set()),
+    ("altcha", set()),
     ("turnstile", {"https://challenges.cloudflare.com"}),
     ("hcaptcha", {"https://hcaptcha.com", "https://*.hcaptcha.com"}),
 ])
@@ -310,6 +311,11 @@ def test_the_form_loads_nothing_from_another_host_but_its_challenge(make_app, tm
 [forms.plain]
 convertkit_form_id = 1
 title = "Plain"
+
+[forms.altcha]
+convertkit_form_id = 4
+title = "A"
+challenge = "altcha"
 
 [forms.turnstile]
 convertkit_form_id = 2
