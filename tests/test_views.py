@@ -306,3 +306,48 @@ def test_gunicorn_conf_follows_the_platform(monkeypatch, env, bind, workers, thr
     assert config.timeout < 30 and config.graceful_timeout < 30, "answer or fail before the router's 30 s"
     assert config.reuse_port is True
     assert config.max_requests == max_requests, "workers are recycled only when MAX_REQUESTS asks"
+
+
+def test_a_second_server_started_on_the_same_port_shares_it(processes, env):
+    """reuse_port: a new release started beside the old one binds instead of failing with "address in use"."""
+    import sys
+
+    import requests
+    from conftest import free_port, wait_until
+
+    port = free_port()
+    full = {**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "ACCESS_LOG": "0"}
+    url = f"http://127.0.0.1:{port}/f/simple"
+
+    def listening(server):
+        if server.proc.poll() is not None:
+            raise AssertionError(f"the server exited:\n{server.output()}")
+        return "Listening at" in server.output() and "Booting worker" in server.output()
+
+    first = processes([sys.executable, "-m", "gunicorn", "app:app"], full, "first")
+    wait_until(lambda: listening(first), 30, "the first server did not start")
+    second = processes([sys.executable, "-m", "gunicorn", "app:app"], full, "second")
+    wait_until(lambda: listening(second), 30, "the second server did not bind the same port")
+    first.stop()
+    assert requests.get(url, timeout=5).status_code == 200, "the second server answers on the port"
+
+
+@pytest.mark.parametrize(("variable", "attribute", "default"), [
+    ("CONVERTKIT_API_URL", "api_url", "https://api.convertkit.com/v3/"),
+    ("CONVERTKIT_RATE_LIMIT", "rate_limit", "120/60"),
+    ("CONVERTKIT_TIMEOUT", "api_timeout", 5),
+    ("FORMS_FILE", "forms_file", "forms.toml"),
+    ("DATABASE_URL", "database_url", "sqlite:///instance/signups.sqlite3"),
+    ("REDIS_URL", "redis_url", None),
+    ("TRUSTED_PROXY_HOPS", "trusted_proxy_hops", 1),
+    ("RATE_LIMIT_PER_IP", "ip_limit", "10/60"),
+    ("RATE_LIMIT_PER_EMAIL", "email_limit", "5/86400"),
+    ("MIN_FILL_SECONDS", "min_fill_seconds", 2),
+    ("TOKEN_MAX_AGE", "token_max_age", 21600),
+    ("SHOW_INDEX", "show_index", False),
+])
+def test_an_unset_variable_takes_the_default_the_readme_gives(variable, attribute, default):
+    from optin.settings import Settings
+
+    value = getattr(Settings.from_env({"SECRET_KEY": "s", "CONVERTKIT_API_KEY": "k"}), attribute)
+    assert (value if value is None or isinstance(value, bool | int | float) else str(value)) == default, variable
