@@ -9,11 +9,18 @@ request arrived, what it answered, and how many times each address was subscribe
 Defaults: 500 signups at 20 per 10 s with 300 ms answers. 20/10 is ConvertKit's real rate (120/60 = 2/s)
 with a shorter window, so a run shows ~25 windows of backlog and drains in ~4 minutes; more signups only
 make it longer, a faster limit would measure one worker's round trips rather than the limiter.
+
+`make bench-delivery` runs it with ConvertKit misbehaving as it does for real (FAULTS: 10 % 5xx, 5 % time-outs
+of which half were processed, 2 % 2xx answers with an odd body) and the worker SIGKILLed twice during the drain,
+once on SQLite with one worker process and once on PostgreSQL with two: nothing may be lost, nothing subscribed
+twice, and no window may see more calls than the limit (look-ups included). `make bench` runs it plain.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import tempfile
 import threading
@@ -29,6 +36,7 @@ import requests
 from bench.common import (
     FORM_ID,
     Check,
+    Databases,
     Service,
     Services,
     app_env,
@@ -47,6 +55,20 @@ from optin.db import Database
 from optin.signups import Signups
 
 RATE_BUDGET = 0.95
+FAULT_TIMEOUT = 2.0  # the app's CONVERTKIT_TIMEOUT in a faulty run; a time-out fault answers later than this
+
+
+def faults(timeout: float = FAULT_TIMEOUT) -> list[dict]:
+    """ConvertKit's ordinary misbehaviour, at random, on the form subscriptions. One draw picks at most one."""
+    late = timeout + 0.5
+    on = {"path_contains": "/subscribe", "method": "POST"}
+    return [
+        {**on, "rate": 0.05, "status": 502, "body": ""},
+        {**on, "rate": 0.05, "status": 500, "body": "<html><body>Oops</body></html>", "content_type": "text/html"},
+        {**on, "rate": 0.025, "delay": late},  # processed, but the answer comes after the client gave up
+        {**on, "rate": 0.025, "delay": late, "status": 504},  # a proxy gave up: never processed
+        {**on, "rate": 0.02, "status": 200, "body": "", "process": True},  # processed, an empty 2xx
+    ]
 
 
 @dataclass(frozen=True)
@@ -165,6 +187,15 @@ def app_statuses(database_url: str) -> dict[str, int]:
         database.dispose()
 
 
+def app_possible_duplicates(database_url: str) -> int:
+    """Signups the app sent again without ConvertKit being able to rule out the first attempt."""
+    database = Database(database_url)
+    try:
+        return Signups(database).possible_duplicates()
+    finally:
+        database.dispose()
+
+
 def sandbox_view(sandbox_url: str, accepted: list[str], limit: Limit) -> dict:
     """What ConvertKit saw: arrivals per window, 429s, and each accepted address's subscription count."""
     log = requests.get(sandbox_url + "/_sandbox/requests", timeout=30).json()
@@ -183,27 +214,58 @@ def sandbox_view(sandbox_url: str, accepted: list[str], limit: Limit) -> dict:
         "backlog_rate_fraction_whole": None if whole is None else whole / limit.count,
         "lost": sum(1 for email in accepted if counts.get(email.lower(), 0) == 0),
         "duplicated": sum(1 for n in counts.values() if n > 1),
+        # Sent more than once (each after an answer that was lost or refused): not a duplicate unless processed.
+        "resent": sum(1 for n in Counter(e["json"]["email"].lower() for e in log if e["method"] == "POST"
+                                         and (e.get("json") or {}).get("email")).values() if n > 1),
+        "lookups": sum(1 for e in log if e["method"] == "GET"),
         "arrivals_s": [round(t - arrivals[0], 3) for t in arrivals],
     }
 
 
+def kill_workers_later(services: Services, workers: list, env: dict[str, str], at: list[float]) -> threading.Thread:
+    """SIGKILL the first worker process at each of `at` seconds from now, mid-send if one is under way, and start
+    a new one at once: as a platform restarting a crashed dyno would."""
+    def run() -> None:
+        started = time.monotonic()
+        for when in at:
+            time.sleep(max(0.0, started + when - time.monotonic()))
+            victim = workers.pop(0)
+            os.killpg(victim.proc.pid, signal.SIGKILL)
+            victim.proc.wait(10)
+            workers.append(start_worker(services, env))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path,
-        database_url: str | None = None) -> dict:
+        database_url: str | None = None, faulty: bool = False, kills: int = 0, workers: int = 1) -> dict:
     """One full run in `log_dir` (which also holds the database, unless `database_url` names one); the figures
-    as a dict."""
+    as a dict. `faulty` turns on FAULTS, `kills` SIGKILLs a worker process that many times during the drain."""
     with Services(log_dir) as services:
         sandbox = start_sandbox(services, rate_limit=str(limit), latency=latency)
         env = app_env(log_dir, sandbox.url, rate_limit=str(limit), port=free_port(), database_url=database_url)
+        if faulty:
+            env["CONVERTKIT_TIMEOUT"] = str(FAULT_TIMEOUT)
+            requests.post(sandbox.url + "/_sandbox/faults", json={"faults": faults()}, timeout=5).raise_for_status()
         web, _ = start_web(services, env)
-        start_worker(services, env)
+        running = [start_worker(services, env) for _ in range(workers)]
         tokens = fetch_tokens(form_url(web), count)
         burst = post_burst(form_url(web), tokens, clients=clients, tag=f"d{uuid.uuid4().hex[:6]}")
         expected_drain = len(burst.accepted) / limit.per_second
-        drain_seconds, drained = wait_for_drain(web, len(burst.accepted), expected_drain * 1.5 + 60)
-        time.sleep(0.5)  # the last answer's bookkeeping
+        killer = kill_workers_later(services, running, env, [expected_drain * (i + 1) / (kills + 2)
+                                                             for i in range(kills)]) if kills else None
+        drain_seconds, drained = wait_for_drain(web, len(burst.accepted), expected_drain * 1.5 + 120)
+        if killer is not None:
+            killer.join(30)
+        requests.delete(sandbox.url + "/_sandbox/faults", timeout=5)
+        wait_idle(sandbox.url)  # a late original counts: it is what a duplicate would be
         seen = sandbox_view(sandbox.url, burst.accepted, limit)
     return {
-        "config": {"count": count, "limit": str(limit), "latency_s": latency, "clients": clients},
+        "config": {"count": count, "limit": str(limit), "latency_s": latency, "clients": clients,
+                   "faulty": faulty, "kills": kills, "workers": workers,
+                   "database": "postgresql" if database_url and database_url.startswith("postgres") else "sqlite"},
         "burst": {
             "accepted": len(burst.accepted), "refused": dict(burst.refused), "seconds": round(burst.seconds, 3),
             "accepted_per_s": len(burst.accepted) / burst.seconds,
@@ -214,7 +276,14 @@ def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path
                   "expected_seconds": round(expected_drain, 1)},
         "sandbox": seen,
         "app_statuses": app_statuses(env["DATABASE_URL"]),
+        "possible_duplicates": app_possible_duplicates(env["DATABASE_URL"]),
     }
+
+
+def wait_idle(sandbox_url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while requests.get(sandbox_url + "/_sandbox/", timeout=5).json()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def checks(result: dict) -> list[Check]:
@@ -240,6 +309,10 @@ def checks(result: dict) -> list[Check]:
         Check("429s from ConvertKit", str(seen["status_429"]), "0", seen["status_429"] == 0),
         Check("lost (accepted, not delivered)", str(seen["lost"]), "0", seen["lost"] == 0),
         Check("duplicated (subscribed > once)", str(seen["duplicated"]), "0", seen["duplicated"] == 0),
+        Check("resent (sent > once, refused or lost)", str(seen.get("resent", "-")), "-", None),
+        Check("look-ups of unknown outcomes", str(seen.get("lookups", "-")), "-", None),
+        Check("possible duplicates (app's count)", str(result.get("possible_duplicates", "-")), "0",
+              result.get("possible_duplicates", 0) == 0),
     ]
 
 
@@ -250,13 +323,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="ConvertKit's limit, N/S, set on both the sandbox and the app (default 20/10)")
     parser.add_argument("--latency", type=float, default=0.3, help="the sandbox's answer time (default 0.3 s)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent posting clients (default 32)")
+    parser.add_argument("--plain", action="store_true", help="no faults and no killed workers")
+    parser.add_argument("--kills", type=int, default=2, help="worker processes SIGKILLed during the drain")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--database-url", help="a PostgreSQL database to run on, in a fresh schema dropped at the "
+                                               "end (default: a SQLite file)")
     args = parser.parse_args(argv)
-    print(f"delivery: {args.count} signups, limit {args.limit}, ConvertKit answers in {args.latency:g} s, "
-          f"{args.clients} clients; expect ~{args.count / args.limit.per_second:.0f} s of draining", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp:
+    kills = 0 if args.plain else args.kills
+    where = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"delivery on {where}: {args.count} signups, limit {args.limit}, ConvertKit answers in {args.latency:g} s"
+          f", {args.clients} clients, {args.workers} worker process(es)"
+          f"{'' if args.plain else f', faults on, {kills} SIGKILLs'}; "
+          f"expect ~{args.count / args.limit.per_second:.0f} s of draining", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp, \
+            Databases(Path(tmp), args.database_url) as databases:
         try:
             result = run(count=args.count, limit=args.limit, latency=args.latency, clients=args.clients,
-                         log_dir=Path(tmp))
+                         log_dir=Path(tmp), database_url=databases.url("delivery") if args.database_url else None,
+                         faulty=not args.plain, kills=kills, workers=args.workers)
         except Exception:
             for log in sorted(Path(tmp).glob("*.log")):
                 print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
@@ -264,9 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     table = checks(result)
     print_table(table)
     result["checks"] = [vars(c) | {"verdict": c.verdict} for c in table]
-    print(f"wrote {write_json('delivery.json', result)}")
+    name = f"delivery-{result['config']['database']}.json"
+    print(f"wrote {write_json(name, result)}")
     return 1 if any(c.passed is False for c in table) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
