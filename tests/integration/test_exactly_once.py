@@ -234,3 +234,19 @@ def test_a_worker_waiting_on_a_full_window_still_reports_in(make_app, env, ck, w
     report = health.get("/healthz")
     assert report.status_code == 200 and report.json["backlog"] == 3, report.json
     assert ck.requests() == []
+
+
+def test_look_ups_take_their_slots_in_the_shared_limit(make_app, env, ck, worker):
+    env = fast_env(env, CONVERTKIT_RATE_LIMIT="4/2")
+    ck.configure(rate_limit="4/2")
+    services = make_app(**env).extensions["optin"]
+    record(services, 6, prefix="slots")
+    ck.faults([{"status": 502, "process": True, "times": 4, "path_contains": "subscribe"}])
+    worker(env, threads=4)
+    wait_all_finished(services, timeout=90)
+    ck.wait_idle()
+    log = ck.requests()
+    assert len(lookups(ck)) >= 4 and not [r for r in log if r["status"] == 429]
+    arrivals = sorted(r["at"] for r in log)
+    assert all(arrivals[i + 4] - arrivals[i] >= 2.0 for i in range(len(arrivals) - 4)), "more than 4 in 2 s"
+    assert subscriptions(ck, "slots") == {f"slots{i}@example.com": 1 for i in range(6)}
