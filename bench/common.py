@@ -15,11 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -250,6 +252,69 @@ def fetch_tokens(url: str, count: int, *, clients: int = 16) -> list[str]:
     shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:
         return [token for batch in pool.map(fetch, shares) for token in batch]
+
+
+class SlowClients:
+    """`count` connections that trickle a request a byte a second, in a thread, for as long as the block runs:
+    half send a head that never ends, half a declared body that never arrives. One the server closes (its
+    408 after REQUEST_READ_SECONDS) is opened again at once, so `count` stay open throughout."""
+
+    HEAD = b"GET /f/" + SLUG.encode() + b" HTTP/1.1\r\nHost: bench\r\nX-Slow: "
+    BODY = (b"POST /f/" + SLUG.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+            b"application/x-www-form-urlencoded\r\nContent-Length: 10000\r\n\r\nemail=")
+
+    def __init__(self, url: str, count: int, *, byte_every: float = 1.0):
+        host, port = urlsplit(url).hostname, urlsplit(url).port
+        self.address = (host, port)
+        self.count = count
+        self.byte_every = byte_every
+        self.sockets: list[socket.socket | None] = [None] * count
+        self.reopened = 0
+        self.failed_opens = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="slow-clients", daemon=True)
+
+    def _open(self, n: int) -> None:
+        try:
+            sock = socket.create_connection(self.address, timeout=2)
+            sock.setblocking(False)
+            sock.send(self.BODY if n % 2 else self.HEAD)
+        except OSError:
+            self.failed_opens += 1
+            sock = None
+        self.sockets[n] = sock
+
+    def _run(self) -> None:
+        steps = 10  # each step wakes a tenth of the connections, so each sends a byte every `byte_every`
+        step = 0
+        while not self._stop.wait(self.byte_every / steps):
+            for n in range(step % steps, self.count, steps):
+                sock = self.sockets[n]
+                try:
+                    if sock is None:
+                        raise OSError("closed")
+                    sock.send(b"a")
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    if sock is not None:
+                        sock.close()
+                        self.reopened += 1
+                    self._open(n)
+            step += 1
+
+    def __enter__(self) -> SlowClients:
+        for n in range(self.count):
+            self._open(n)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for sock in self.sockets:
+            if sock is not None:
+                sock.close()
 
 
 def wrk_available() -> bool:

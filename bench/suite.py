@@ -10,6 +10,8 @@
 4. weight: gzipped bytes of /embed.js and of everything the iframe document loads; requests to other hosts.
 5. caching: ETag, Cache-Control lifetimes, and compression of /embed.js and the versioned static files.
 6. start-up: seconds from starting gunicorn to the first 200 from /healthz (median of 3).
+7. slow clients: wrk on GET /f/<slug> at the usual connections, alternating rounds without and with 200 more
+   connections that trickle a request a byte a second (bench/common.py SlowClients); the p99s' ratio, medians.
 
 Everything runs on 127.0.0.1 and stops by itself; results also go to bench/results/bench.json.
 """
@@ -36,6 +38,7 @@ from bench.common import (
     Databases,
     Service,
     Services,
+    SlowClients,
     app_env,
     fetch_tokens,
     fmt_ms,
@@ -57,7 +60,9 @@ BUDGETS = {
     # render rate, could not be met by any server that stores a signup before answering (docs/performance.md).
     "render_ratio": 0.85, "render_p99_ms": 25.0, "intake_p99_ms": 100.0, "intake_ratio": 1 / 3,
     "delivery_rate": 0.95, "embed_gz": 2048, "frame_gz": 10 * 1024, "startup_s": None,
+    "slow_p99_ratio": 2.0,
 }
+SLOW_CLIENTS = 200
 DAY, HOUR = 86400, 3600
 INTAKE_LIMIT = "120/60"  # ConvertKit's own limit, so the web path meets it as it would in production
 INTAKE_LATENCY = 0.3
@@ -146,6 +151,33 @@ def fill_window(web: Service, workdir: Path, *, connections: int, log: Path | No
     print(f"  warm-up (window filling, inline attempts): {warmup['ok']} ok, "
           f"p50 {warmup['latency_ms']['p50']:.1f} ms, p99 {warmup['latency_ms']['p99']:.1f} ms", flush=True)
     return warmup
+
+
+# 7: slow clients ------------------------------------------------------------------------------------------
+
+def measure_slow_clients(web: Service, *, rounds: int, duration: float, connections: int, log: Path) -> dict:
+    """The form's GET p99 with SLOW_CLIENTS trickling connections open beside wrk's, against the same without
+    them, alternating (without, with, …) so both see the same noise; the ratio is the median of the rounds'."""
+    runs: dict[str, list[dict]] = {"without": [], "with": []}
+    slow_stats = []
+    for n in range(rounds):
+        runs["without"].append(run_wrk(form_url(web), connections=connections, duration=duration, log=log))
+        with SlowClients(web.url, SLOW_CLIENTS) as slow:
+            time.sleep(1)  # every slow connection open and trickling before wrk starts
+            runs["with"].append(run_wrk(form_url(web), connections=connections, duration=duration, log=log))
+        slow_stats.append({"reopened": slow.reopened, "failed_opens": slow.failed_opens})
+        without, with_ = runs["without"][-1], runs["with"][-1]
+        print(f"  slow clients round {n + 1}/{rounds}: p99 {without['latency_ms']['p99']:.1f} ms without, "
+              f"{with_['latency_ms']['p99']:.1f} ms with {SLOW_CLIENTS} trickling ({slow.reopened} reopened after "
+              f"408s); {with_['rps']:.0f} against {without['rps']:.0f} req/s", flush=True)
+    summary = {name: {"rps": median([r["rps"] for r in rs]), "p99_ms": median([r["latency_ms"]["p99"] for r in rs]),
+                      "errors": sum(sum(r["errors"].values()) for r in rs)} for name, rs in runs.items()}
+    # A run that got no answer at all has no latencies: its p99 reads 0, so it counts as infinitely slow.
+    summary["ratio"] = median([w["latency_ms"]["p99"] / wo["latency_ms"]["p99"] if w["requests"] else math.inf
+                               for wo, w in zip(runs["without"], runs["with"], strict=True)])
+    summary["slow"] = slow_stats
+    summary["runs"] = runs
+    return summary
 
 
 # 4: weight ------------------------------------------------------------------------------------------------
@@ -305,6 +337,9 @@ def run(args, workdir: Path, databases: Databases) -> dict:
         print("render …", flush=True)
         results["render"] = measure_render(hello, web, rounds=args.rounds, duration=args.duration,
                                            connections=args.connections, log=log)
+        print(f"slow clients ({SLOW_CLIENTS} trickling) …", flush=True)
+        results["slow_clients"] = measure_slow_clients(web, rounds=args.rounds, duration=args.duration,
+                                                       connections=args.connections, log=log)
         print("intake …", flush=True)
         results["intake"] = measure_intake(web, hello, workdir, rounds=args.rounds, duration=args.duration,
                                            connections=args.connections, log=log)
@@ -317,6 +352,7 @@ def run(args, workdir: Path, databases: Databases) -> dict:
 
 def checks(results: dict, connections: int) -> list[Check]:
     render, intake, weight = results["render"], results["intake"], results["weight"]
+    slow = results["slow_clients"]
     dseen = results["delivery"]["sandbox"]
     dlimit = delivery.Limit.parse(results["delivery"]["config"]["limit"])
     steady, whole = dseen["backlog_rate_fraction"], dseen["backlog_rate_fraction_whole"]
@@ -330,6 +366,12 @@ def checks(results: dict, connections: int) -> list[Check]:
               f"< {BUDGETS['render_p99_ms']:.0f} ms", render["form"]["p99_ms"] < BUDGETS["render_p99_ms"]),
         Check(f"render: hello p99 at {connections} conns (baseline)", fmt_ms(render["hello"]["p99_ms"]), "-",
               None),
+        Check(f"slow clients: form p99 with {SLOW_CLIENTS} trickling/without (median of rounds)",
+              f"{slow['ratio']:.2f} ({fmt_ms(slow['with']['p99_ms'])}/{fmt_ms(slow['without']['p99_ms'])})",
+              f"<= {BUDGETS['slow_p99_ratio']:.0f}", slow["ratio"] <= BUDGETS["slow_p99_ratio"]),
+        Check("slow clients: form req/s with them/without", f"{slow['with']['rps'] / slow['without']['rps']:.2f} "
+              f"({slow['with']['rps']:.0f}/{slow['without']['rps']:.0f})", "-", None),
+        Check("slow clients: wrk errors beside them", str(slow["with"]["errors"]), "0", slow["with"]["errors"] == 0),
         Check("intake: form POST/bare durable POST (median of rounds)",
               f"{bound}{intake['ratio']:.2f} ({bound}{intake['form']['ok_rps']:.0f}/{intake['store']['ok_rps']:.0f}"
               " per s)", f">= {BUDGETS['intake_ratio']:.2f}", intake["ratio"] >= BUDGETS["intake_ratio"]),
