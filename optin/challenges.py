@@ -49,9 +49,10 @@ class Challenges:
         return challenge.to_dict()
 
     def _verify_altcha(self, answer: str) -> bool:
+        # A puzzle handed out just before SECRET_KEY was rotated still verifies with SECRET_KEY_FALLBACKS.
+        keys = (self.settings.secret_key, *self.settings.secret_key_fallbacks)
         try:
-            ok, _error = altcha.verify_solution_v1(answer, self.settings.secret_key, check_expires=True)
-            if not ok:
+            if not any(altcha.verify_solution_v1(answer, key, check_expires=True)[0] for key in keys):
                 return False
             signature = json.loads(base64.b64decode(answer))["signature"]
         except Exception:  # a malformed payload from a client is a failed check, not a 500

@@ -133,3 +133,17 @@ def test_a_wrong_altcha_solution_is_refused(client, ck, tamper):
     assert post(wrong).status_code == 422
     assert ck.requests(path_contains="/subscribe") == []
     assert post(solved).status_code == 200, "the honest solution still works"
+
+
+@pytest.mark.parametrize(("fallbacks", "status"), [("", 422), ("old-key-that-issued-it", 200)])
+def test_a_puzzle_issued_before_a_key_rotation_still_verifies_with_the_fallback(make_app, ck, tmp_path, fallbacks,
+                                                                                  status):
+    path = tmp_path / "challenges.toml"
+    path.write_text(CHALLENGE_TOML)
+    before = make_app(FORMS_FILE=str(path), SECRET_KEY="old-key-that-issued-it").test_client()
+    token = extract_token(before.get("/f/altcha").get_data(as_text=True))
+    answer = solve(before.get("/f/altcha/altcha").json)
+    after = make_app(FORMS_FILE=str(path), SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=fallbacks).test_client()
+    response = after.post("/f/altcha", data={"token": token, "email": "a@example.com", "altcha": answer},
+                          headers={"Accept": "application/json"})
+    assert response.status_code == status
