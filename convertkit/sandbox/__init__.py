@@ -1,7 +1,9 @@
-"""A local stand-in for ConvertKit v3, so development, tests and benchmarks never touch an account.
+"""A local stand-in for ConvertKit's v3 API and Kit's v4 API, so development, tests and benchmarks never touch
+an account.
 
-It answers with the success and error bodies recorded in the API notes, enforces the per-key rolling
-rate limit, and has control endpoints under /_sandbox/ to inspect what arrived and inject faults.
+Both APIs share one account (a subscriber made through v3 is found through v4). The sandbox answers with the
+success and error bodies recorded in the API notes, enforces the per-key rolling rate limit, and has control
+endpoints under /_sandbox/ to inspect what arrived and inject faults.
 """
 
 from .server import SandboxServer, create_sandbox, main
@@ -13,6 +15,7 @@ from .state import (
     DEFAULT_CUSTOM_FIELDS,
     DEFAULT_FORMS,
     DEFAULT_TAGS,
+    DEFAULT_V4_API_KEY,
     EMBED_HOST,
     INVALID_EMAIL,
     NOT_FOUND,
@@ -21,6 +24,9 @@ from .state import (
     RETRY_LATER,
     SERVER_ERROR_HTML,
     TAG_NOT_FOUND,
+    V4_INVALID_EMAIL,
+    V4_INVALID_TOKEN,
+    V4_NOT_FOUND,
     Fault,
     parse_rate_limit,
 )
@@ -33,6 +39,7 @@ __all__ = [
     "DEFAULT_CUSTOM_FIELDS",
     "DEFAULT_FORMS",
     "DEFAULT_TAGS",
+    "DEFAULT_V4_API_KEY",
     "EMBED_HOST",
     "INVALID_EMAIL",
     "NOT_FOUND",
@@ -41,6 +48,9 @@ __all__ = [
     "RETRY_LATER",
     "SERVER_ERROR_HTML",
     "TAG_NOT_FOUND",
+    "V4_INVALID_EMAIL",
+    "V4_INVALID_TOKEN",
+    "V4_NOT_FOUND",
     "Fault",
     "SandboxServer",
     "create_sandbox",

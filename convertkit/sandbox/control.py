@@ -25,6 +25,7 @@ def summary() -> Response:
     return json_answer(
         {
             "api_url": request.host_url + "v3/",
+            "api_v4_url": request.host_url + "v4/",
             "config": state.config(),
             "requests": total,
             "in_flight": in_flight,

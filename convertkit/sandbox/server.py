@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -16,15 +17,18 @@ from flask import Flask, Response, g, request
 from werkzeug.datastructures import MultiDict
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from . import v3
+from . import v3, v4
 from .control import control
 from .state import (
     DEFAULT_API_KEY,
     DEFAULT_API_SECRET,
     DEFAULT_FORMS,
+    DEFAULT_V4_API_KEY,
     NOT_FOUND,
     RETRY_LATER,
+    V4_NOT_FOUND,
     State,
+    api_version,
     json_answer,
     sandbox_state,
 )
@@ -60,30 +64,40 @@ def _form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
     return data
 
 
-def _scrub(data: dict[str, Any] | None) -> dict[str, Any] | None:
+CREDENTIAL_NAMES = frozenset({"api_key", "api_secret", "x-kit-api-key", "x_kit_api_key", "access_token"})
+
+
+def _scrub(data: dict[str, Any] | None, credentials: tuple[str, ...]) -> dict[str, Any] | None:
+    """Masks what is named like a credential, and any known key sent under another name."""
     if data is None:
         return None
-    return {k: "***" if k in ("api_key", "api_secret") else v for k, v in data.items()}
+    return {
+        k: "***" if k.lower() in CREDENTIAL_NAMES or (isinstance(v, str) and v in credentials) else v
+        for k, v in data.items()
+    }
 
 
 def _arrive() -> Response | None:
-    """Every /v3/ call is logged, counted against its key, delayed, maybe answered by a fault."""
-    if not request.path.startswith("/v3/"):
+    """Every /v3/ and /v4/ call is logged, counted against its key, delayed, maybe answered by a fault."""
+    version = api_version(request.path)
+    if version is None:
         return None
     arrived = time.time()
     state = sandbox_state()
     g.payload, g.malformed = _read_payload()
+    with state.lock:
+        credentials = state.credentials
     entry = {
         "at": arrived,
         "method": request.method,
         "path": request.path,
-        "query": _scrub(request.args.to_dict()),
-        "json": _scrub(g.payload) if request.content_length else None,
+        "query": _scrub(request.args.to_dict(), credentials),
+        "json": _scrub(g.payload, credentials) if request.content_length else None,
         "content_type": request.headers.get("Content-Type"),
         "user_agent": request.headers.get("User-Agent"),
         "status": None,
     }
-    rate_key = v3.credential()
+    rate_key = v4.credential() if version == "v4" else v3.credential()  # each key its own bucket
     with state.lock:
         state.log.append(entry)
         state.in_flight += 1
@@ -139,37 +153,45 @@ def _trickled(response: Response, pause: float) -> Response:
 
 
 def _api_not_found(error: Exception) -> Any:
-    if request.path.startswith("/v3/"):
+    """Unknown paths and methods under an API answer that API's 404 body."""
+    version = api_version(request.path)
+    if version == "v3":
         return json_answer(NOT_FOUND, 404)
+    if version == "v4":
+        return json_answer(V4_NOT_FOUND, 404)
     return error
-
-
 
 
 def create_sandbox(
     *,
     api_key: str = DEFAULT_API_KEY,
     api_secret: str | None = DEFAULT_API_SECRET,
-    forms: dict[int, str] | None = None,
+    v4_api_key: str = DEFAULT_V4_API_KEY,
+    forms: dict[int, str | dict[str, Any]] | None = None,
     rate_limit: str | None = "120/60",
     latency: float = 0.0,
 ) -> Flask:
+    """`forms` maps ids to names, or to {"name": ..., "archived": true} for an archived form."""
     app = Flask(__name__)
     app.json.sort_keys = False  # keep the field order of ConvertKit's answers
     app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024  # room for a fault with a huge answer body
-    app.extensions["convertkit_sandbox"] = State(
+    state = State(
         api_key=api_key,
         api_secret=api_secret,
-        forms={int(k): v for k, v in (DEFAULT_FORMS if forms is None else forms).items()},
+        v4_api_key=v4_api_key,
+        forms=DEFAULT_FORMS if forms is None else forms,
         rate_limit=rate_limit,
         latency=latency,
     )
+    state.configure({})  # the checks POST /_sandbox/config makes, on the initial values
+    app.extensions["convertkit_sandbox"] = state
     app.before_request(_arrive)
     app.after_request(_finish)
     app.teardown_request(_answered)
     app.register_error_handler(404, _api_not_found)
     app.register_error_handler(405, _api_not_found)
     app.register_blueprint(v3.api)
+    app.register_blueprint(v4.api)
     app.register_blueprint(control)
     return app
 
@@ -187,12 +209,13 @@ class SandboxServer:
     def __init__(self, *, port: int = 0, **options: Any) -> None:
         self.app = create_sandbox(**options)
         state = self.app.extensions["convertkit_sandbox"]
-        self.api_key, self.api_secret = state.api_key, state.api_secret
+        self.api_key, self.api_secret, self.v4_api_key = state.api_key, state.api_secret, state.v4_api_key
         self._server = make_server(
             "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
         )
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self.api_url = f"{self.url}/v3/"
+        self.api_v4_url = f"{self.url}/v4/"
         self._http = requests.Session()
         self._thread: threading.Thread | None = None
 
@@ -264,12 +287,13 @@ class SandboxServer:
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
     parser = argparse.ArgumentParser(
-        prog="python -m convertkit.sandbox", description="Local stand-in for ConvertKit's v3 API."
+        prog="python -m convertkit.sandbox", description="Local stand-in for ConvertKit's v3 and v4 APIs."
     )
     parser.add_argument("--host", default=env.get("SANDBOX_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=env.get("SANDBOX_PORT", "5001"))
     parser.add_argument("--api-key", default=env.get("SANDBOX_API_KEY", DEFAULT_API_KEY))
     parser.add_argument("--api-secret", default=env.get("SANDBOX_API_SECRET", DEFAULT_API_SECRET))
+    parser.add_argument("--v4-api-key", default=env.get("SANDBOX_V4_API_KEY", DEFAULT_V4_API_KEY))
     parser.add_argument("--rate-limit", default=env.get("SANDBOX_RATE_LIMIT", "120/60"))
     parser.add_argument("--latency", type=float, default=env.get("SANDBOX_LATENCY", "0"))
     parser.add_argument(
@@ -283,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_sandbox(
             api_key=args.api_key,
             api_secret=args.api_secret or None,
+            v4_api_key=args.v4_api_key,
             rate_limit=args.rate_limit,
             latency=args.latency,
         )
@@ -302,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(
         f"ConvertKit sandbox on http://{host}:{server.server_port}/v3/ (api_key={args.api_key})",
+        flush=True,
+    )
+    # Callers read the first stdout line for the v3 URL, and stdout says nothing more; v4 goes to stderr.
+    print(
+        f"Kit v4 API on http://{host}:{server.server_port}/v4/ (X-Kit-Api-Key: {args.v4_api_key})",
+        file=sys.stderr,
         flush=True,
     )
     try:

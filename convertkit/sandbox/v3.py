@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from flask import Blueprint, Response, g, request
 
 from .state import (
+    ACCOUNT_EMAIL,
+    ACCOUNT_NAME,
     BAD_JSON,
-    CREATED_AT,
-    DEFAULT_CUSTOM_FIELDS,
-    EMBED_HOST,
     INVALID_EMAIL,
     NOT_FOUND,
     NOT_PRESENT,
     NOT_VALID,
     TAG_NOT_FOUND,
+    State,
     json_answer,
     plausible_email,
     sandbox_state,
@@ -68,23 +67,16 @@ def list_forms() -> Response:
     denied = _denied()
     if denied:
         return denied
-    with sandbox_state().lock:
-        forms = dict(sandbox_state().forms)
-    return json_answer({"forms": [_form_json(form_id, name) for form_id, name in forms.items()]})
+    state = sandbox_state()
+    with state.lock:
+        forms = [_form_json(state, form_id) for form_id in state.forms]
+    return json_answer({"forms": forms})
 
 
-def _form_json(form_id: int, name: str) -> dict[str, Any]:
-    uid = hashlib.sha1(str(form_id).encode()).hexdigest()[:10]
+def _form_json(state: State, form_id: int) -> dict[str, Any]:
+    name = state.forms[form_id].name
     return {
-        "id": form_id,
-        "name": name,
-        "created_at": CREATED_AT,
-        "type": "embed",
-        "format": "inline",
-        "embed_js": f"{EMBED_HOST}/{uid}/index.js",
-        "embed_url": f"{EMBED_HOST}/{uid}",
-        "archived": False,
-        "uid": uid,
+        **state.form_json(form_id),
         "title": name,
         "description": "",
         "sign_up_button_text": "Subscribe",
@@ -98,10 +90,7 @@ def list_tags() -> Response:
     if denied:
         return denied
     with sandbox_state().lock:
-        tags = dict(sandbox_state().tags)
-    return json_answer(
-        {"tags": [{"id": i, "name": name, "created_at": CREATED_AT} for i, name in tags.items()]}
-    )
+        return json_answer({"tags": sandbox_state().tag_list()})
 
 
 @api.get("/custom_fields")
@@ -109,11 +98,8 @@ def list_custom_fields() -> Response:
     denied = _denied()
     if denied:
         return denied
-    fields = [
-        {"id": i, "name": f"ck_field_{i}_{key}", "key": key, "label": label}
-        for i, (key, label) in enumerate(DEFAULT_CUSTOM_FIELDS.items(), start=1)
-    ]
-    return json_answer({"custom_fields": fields})
+    with sandbox_state().lock:
+        return json_answer({"custom_fields": sandbox_state().custom_field_list()})
 
 
 @api.get("/account")
@@ -123,9 +109,9 @@ def account() -> Response:
         return denied
     return json_answer(
         {
-            "name": "Sandbox",
+            "name": ACCOUNT_NAME,
             "plan_type": "creator",
-            "primary_email_address": "owner@sandbox.invalid",
+            "primary_email_address": ACCOUNT_EMAIL,
         }
     )
 
@@ -138,7 +124,7 @@ def list_subscribers() -> Response:
     wanted = (request.args.get("email_address") or "").lower()
     with sandbox_state().lock:
         found = [
-            {k: v for k, v in subscriber.items() if k != "tags"}
+            {**subscriber, "fields": dict(subscriber["fields"])}
             for key, subscriber in sandbox_state().subscribers.items()
             if not wanted or key == wanted
         ]
