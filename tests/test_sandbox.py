@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from convertkit.sandbox import (
+    CREATED_AT,
     INVALID_EMAIL,
     NOT_FOUND,
     NOT_PRESENT,
@@ -397,3 +398,383 @@ def test_concurrent_signups_share_one_subscriber():
         subscription_ids = {answer.json()["subscription"]["id"] for answer in answers}
         assert len(ids) == 1 and len(subscription_ids) == 24
         assert [s["count"] for s in server.subscribers()] == [24]
+
+
+# Kit's v4 API: same account, its own key, header and error shape.
+
+V4_KEY = "sandbox_v4_api_key"
+V4 = {"X-Kit-Api-Key": V4_KEY}
+
+
+def upsert(api, email="ada@example.com", **body):
+    return api.post("/v4/subscribers", json={"email_address": email, **body}, headers=V4)
+
+
+def add_to_form(api, email="ada@example.com", form_id=4242, **body):
+    return api.post(f"/v4/forms/{form_id}/subscribers", json={"email_address": email, **body}, headers=V4)
+
+
+def v4_get(api, path, **params):
+    return api.get(f"/v4/{path}", query_string=params, headers=V4)
+
+
+def test_v4_upsert_creates_then_updates_but_keeps_the_state(api):
+    created = upsert(api, first_name="Ada", state="inactive", fields={"company": "Acme"})
+    assert created.status_code == 201
+    subscriber = created.get_json()["subscriber"]
+    assert list(subscriber) == ["id", "first_name", "email_address", "state", "created_at", "fields"]
+    assert (subscriber["first_name"], subscriber["state"]) == ("Ada", "inactive")
+    assert subscriber["fields"] == {"last_name": None, "company": "Acme"}
+    assert "warnings" not in created.get_json()
+
+    again = upsert(api, "ADA@example.com", first_name="Augusta", state="active")
+    assert again.status_code == 200
+    updated = again.get_json()["subscriber"]
+    assert updated["id"] == subscriber["id"]
+    assert (updated["first_name"], updated["state"]) == ("Augusta", "inactive")  # the state is not changed
+    assert updated["fields"]["company"] == "Acme"
+
+
+def test_v4_upsert_defaults_to_active(api):
+    assert upsert(api).get_json()["subscriber"]["state"] == "active"
+
+
+def test_v4_unknown_custom_fields_are_ignored_and_listed(api):
+    body = upsert(api, fields={"company": "Acme", "shoe_size": "9"}).get_json()
+    assert body["subscriber"]["fields"] == {"last_name": None, "company": "Acme"}
+    assert body["warnings"] == ["Custom field 'shoe_size' does not exist"]
+
+
+def test_v4_more_than_ten_fields_is_accepted_later(api):
+    ten = {f"f{i}": "x" for i in range(9)} | {"company": "Acme"}
+    assert upsert(api, fields=ten).status_code == 201
+    response = upsert(api, fields=ten | {"last_name": "Lovelace"})
+    assert response.status_code == 202
+    assert response.get_json()["subscriber"]["fields"] == {"last_name": "Lovelace", "company": "Acme"}
+
+
+@pytest.mark.parametrize("email", ["no-at-sign", "a@nodot", "", None, "invalid@example.com", "Invalid.x@y.org"])
+def test_v4_implausible_emails_are_422(api, email):
+    response = upsert(api, email)
+    assert response.status_code == 422
+    assert response.get_json() == {"errors": ["Email address is invalid"]}
+    assert v4_get(api, "subscribers", status="all").get_json()["subscribers"] == []
+
+
+@pytest.mark.parametrize("body", [{"state": "happy"}, {"fields": ["company"]}, {"first_name": 7}])
+def test_v4_bad_upsert_parameters_are_422(api, body):
+    response = upsert(api, **body)
+    assert response.status_code == 422
+    assert len(response.get_json()["errors"]) == 1
+
+
+@pytest.mark.parametrize(
+    "headers, query",
+    [
+        ({}, {}),
+        ({"X-Kit-Api-Key": "wrong"}, {}),
+        ({"X-Kit-Api-Key": KEY}, {}),  # v3 keys do not work on v4
+        ({"X-Kit-Api-Key": SECRET}, {}),
+        ({"Authorization": f"Bearer {V4_KEY}"}, {}),
+        ({}, {"api_key": V4_KEY}),  # never from the query string
+        ({}, {"X-Kit-Api-Key": V4_KEY}),
+    ],
+)
+def test_v4_takes_only_its_own_key_in_the_header(api, headers, query):
+    response = api.get("/v4/forms", headers=headers, query_string=query)
+    assert response.status_code == 401
+    assert response.get_json() == {"errors": ["The access token is invalid"]}
+    assert V4_KEY not in str(api.get("/_sandbox/requests").get_json())
+
+
+@pytest.mark.parametrize("name", ["api_key", "api_secret"])
+def test_the_v4_key_does_not_work_on_v3(api, name):
+    response = api.get("/v3/forms", query_string={name: V4_KEY})
+    assert response.status_code == 401
+    assert response.get_json() == NOT_VALID
+    assert api.get("/v3/forms", headers=V4).get_json() == NOT_PRESENT
+
+
+def test_v4_add_to_form_then_again(api):
+    upsert(api, first_name="Ada", state="inactive")
+    referrer = "https://example.com/launch?utm_source=news&utm_medium=email&utm_campaign=spring"
+    first = add_to_form(api, referrer=referrer)
+    assert first.status_code == 201
+    member = first.get_json()["subscriber"]
+    assert list(member) == [
+        "id", "first_name", "email_address", "state", "created_at", "added_at", "fields", "referrer",
+        "referrer_utm_parameters",
+    ]
+    assert member["referrer"] == referrer
+    assert member["referrer_utm_parameters"] == {
+        "source": "news", "medium": "email", "campaign": "spring", "term": "", "content": "",
+    }
+    assert member["state"] == "inactive"  # adding to a form leaves the state alone
+
+    time.sleep(0.01)
+    again = add_to_form(api, "ADA@example.com", referrer="https://elsewhere.example/")
+    assert again.status_code == 200
+    kept = again.get_json()["subscriber"]
+    assert (kept["added_at"], kept["referrer"]) == (member["added_at"], referrer)  # the first addition's
+    signups = api.get("/_sandbox/subscribers").get_json()
+    assert [(s["form_id"], s["email"], s["count"], s["version"]) for s in signups] == [
+        (4242, "ada@example.com", 2, "v4")
+    ]
+    assert api.get("/_sandbox/").get_json()["duplicates"] == 1
+
+
+@pytest.mark.parametrize(
+    "path, body, status, errors",
+    [
+        ("/v4/forms/1/subscribers", {"email_address": "ada@example.com"}, 404, ["Not Found"]),
+        ("/v4/forms/4242/subscribers", {}, 422, ["Email address or subscriber id is required"]),
+        ("/v4/forms/4242/subscribers", {"email_address": "bo@example.com"}, 422, ["Subscriber does not exist"]),
+        ("/v4/forms/4242/subscribers/1", {}, 422, ["Subscriber does not exist"]),
+        ("/v4/tags/999/subscribers", {"email_address": "ada@example.com"}, 404, ["Not Found"]),
+        ("/v4/tags/101/subscribers", {"email_address": "bo@example.com"}, 422, ["Subscriber does not exist"]),
+        ("/v4/tags/101/subscribers", {"email_address": ""}, 422, ["Email address or subscriber id is required"]),
+    ],
+)
+def test_v4_add_refusals(api, path, body, status, errors):
+    upsert(api)
+    response = api.post(path, json=body, headers=V4)
+    assert response.status_code == status
+    assert response.get_json() == {"errors": errors}
+    assert api.get("/_sandbox/subscribers").get_json() == []
+
+
+def test_v4_tagging_then_again_and_by_id(api):
+    subscriber_id = upsert(api).get_json()["subscriber"]["id"]
+    first = api.post("/v4/tags/101/subscribers", json={"email_address": "ada@example.com"}, headers=V4)
+    assert first.status_code == 201
+    assert first.get_json()["subscriber"]["tagged_at"]
+    assert api.post(f"/v4/tags/101/subscribers/{subscriber_id}", headers=V4).status_code == 200
+    assert [(s["tag_id"], s["count"]) for s in api.get("/_sandbox/subscribers").get_json()] == [(101, 2)]
+    members = v4_get(api, "tags/101/subscribers").get_json()["subscribers"]
+    assert [m["id"] for m in members] == [subscriber_id]
+
+
+def test_v4_finds_a_v3_signup_only_with_status(api):
+    subscribe(api, first_name="Ada")  # v3: a new subscriber is unconfirmed (double opt-in)
+
+    assert v4_get(api, "subscribers", email_address="ada@example.com").get_json()["subscribers"] == []
+    for status in ("all", "inactive"):
+        [found] = v4_get(api, "subscribers", email_address="ADA@example.com", status=status).get_json()["subscribers"]
+        assert (found["first_name"], found["state"]) == ("Ada", "inactive")
+    assert v4_get(api, "forms/4242/subscribers").get_json()["subscribers"] == []
+    [member] = v4_get(api, "forms/4242/subscribers", status="all").get_json()["subscribers"]
+    assert (member["email_address"], member["referrer"]) == ("ada@example.com", None)
+    assert add_to_form(api).status_code == 200  # already on the form, through v3
+    assert v4_get(api, f"subscribers/{found['id']}").get_json()["subscriber"]["email_address"] == "ada@example.com"
+    assert v4_get(api, "subscribers/1").status_code == 404
+
+
+def test_v3_sees_what_v4_did_and_both_count_in_one_counter(api):
+    subscriber_id = upsert(api, state="inactive").get_json()["subscriber"]["id"]
+    assert add_to_form(api, form_id=4243).status_code == 201
+
+    secret = {"api_secret": SECRET}
+    [found] = api.get("/v3/subscribers", query_string=secret | {"email_address": "ada@example.com"}).get_json()[
+        "subscribers"
+    ]
+    assert found["id"] == subscriber_id
+    subscriptions = api.get("/v3/forms/4243/subscriptions", query_string=secret).get_json()["subscriptions"]
+    assert [s["subscriber"]["id"] for s in subscriptions] == [subscriber_id]
+
+    assert subscribe(api, form_id=4243).get_json()["subscription"]["subscriber"]["id"] == subscriber_id
+    signups = api.get("/_sandbox/subscribers").get_json()
+    assert [(s["form_id"], s["count"], s["version"]) for s in signups] == [(4243, 2, "v3")]
+
+
+def test_v4_lists_have_the_documented_shapes(api):
+    form = v4_get(api, "forms").get_json()["forms"][0]
+    assert list(form) == [
+        "id", "name", "created_at", "type", "format", "embed_js", "embed_url", "archived", "uid",
+    ]
+    assert v4_get(api, "tags").get_json()["tags"][0] == {"id": 101, "name": "launch", "created_at": CREATED_AT}
+    fields = v4_get(api, "custom_fields").get_json()
+    assert fields["custom_fields"][0] == {"id": 1, "name": "ck_field_1_last_name", "key": "last_name",
+                                          "label": "Last Name"}
+    assert set(fields["pagination"]) == {"has_previous_page", "has_next_page", "start_cursor", "end_cursor",
+                                         "per_page"}
+    account = v4_get(api, "account").get_json()["account"]
+    assert (account["name"], account["primary_email_address"]) == ("Sandbox", "owner@sandbox.invalid")
+
+
+def test_v4_forms_by_status():
+    api = create_sandbox(forms={4242: "Live", 4243: {"name": "Old", "archived": True}}).test_client()
+    assert [f["id"] for f in v4_get(api, "forms").get_json()["forms"]] == [4242]
+    assert [(f["id"], f["archived"]) for f in v4_get(api, "forms", status="archived").get_json()["forms"]] == [
+        (4243, True)
+    ]
+    assert [f["id"] for f in v4_get(api, "forms", status="all").get_json()["forms"]] == [4242, 4243]
+    assert v4_get(api, "forms", status="trashed").get_json()["forms"] == []
+    assert v4_get(api, "forms", status="gone").status_code == 422
+
+    config = api.post("/_sandbox/config", json={"forms": {"4242": {"name": "Live", "archived": True},
+                                                           "4243": "Back"}}).get_json()
+    assert config["forms"] == {"4242": {"name": "Live", "archived": True}, "4243": "Back"}
+    assert [f["id"] for f in v4_get(api, "forms").get_json()["forms"]] == [4243]
+    assert api.post("/_sandbox/config", json={"forms": {"1": {"archived": True}}}).status_code == 400
+
+
+def test_v4_pagination_walks_forward_and_back(api):
+    for i in range(5):
+        upsert(api, f"p{i}@example.com")
+
+    seen, after, pages = [], None, []
+    while True:
+        params = {"per_page": 2} | ({"after": after} if after else {})
+        body = v4_get(api, "subscribers", **params).get_json()
+        pages.append(body["pagination"])
+        seen += [s["email_address"] for s in body["subscribers"]]
+        if not body["pagination"]["has_next_page"]:
+            break
+        after = body["pagination"]["end_cursor"]
+
+    assert seen == [f"p{i}@example.com" for i in range(5)]
+    assert [(p["has_previous_page"], p["has_next_page"], p["per_page"]) for p in pages] == [
+        (False, True, 2), (True, True, 2), (True, False, 2),
+    ]
+    back = v4_get(api, "subscribers", per_page=2, before=pages[2]["start_cursor"]).get_json()
+    assert [s["email_address"] for s in back["subscribers"]] == ["p2@example.com", "p3@example.com"]
+    assert back["pagination"]["start_cursor"] == pages[1]["start_cursor"]
+    assert v4_get(api, "subscribers").get_json()["pagination"]["per_page"] == 500
+    assert v4_get(api, "subscribers", per_page=5000).get_json()["pagination"]["per_page"] == 1000
+    for bad in ({"per_page": "0"}, {"per_page": "x"}, {"after": "not-a-cursor"}, {"before": "WyJ4Il0="}):
+        response = v4_get(api, "subscribers", **bad)
+        assert response.status_code == 422, bad
+        assert len(response.get_json()["errors"]) == 1
+
+
+def test_v4_form_members_page_and_filter_by_added_after(api):
+    for i in range(3):
+        upsert(api, f"m{i}@example.com")
+        add_to_form(api, f"m{i}@example.com", referrer=f"https://example.com/?utm_term={i}")
+        time.sleep(0.005)  # added_at has millisecond precision
+    members = v4_get(api, "forms/4242/subscribers").get_json()["subscribers"]
+    assert [m["referrer_utm_parameters"]["term"] for m in members] == ["0", "1", "2"]
+
+    first = v4_get(api, "forms/4242/subscribers", per_page=2).get_json()
+    rest = v4_get(api, "forms/4242/subscribers", per_page=2, after=first["pagination"]["end_cursor"]).get_json()
+    assert [m["email_address"] for m in first["subscribers"] + rest["subscribers"]] == [
+        "m0@example.com", "m1@example.com", "m2@example.com",
+    ]
+    assert rest["pagination"]["has_next_page"] is False
+
+    last_added = members[-1]["added_at"]
+    later = v4_get(api, "forms/4242/subscribers", added_after=last_added).get_json()["subscribers"]
+    assert [m["email_address"] for m in later] == ["m2@example.com"]
+    assert v4_get(api, "forms/4242/subscribers", added_after="2999-01-01").get_json()["subscribers"] == []
+    assert len(v4_get(api, "forms/4242/subscribers", added_after="2000-01-01").get_json()["subscribers"]) == 3
+    assert v4_get(api, "forms/4242/subscribers", added_after="yesterday").status_code == 422
+    assert v4_get(api, "forms/1/subscribers").get_json() == {"errors": ["Not Found"]}
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/v4/nothing"), ("DELETE", "/v4/forms"), ("GET", "/v4/forms/x")])
+def test_v4_unknown_paths_are_404_with_v4_body(api, method, path):
+    response = api.open(path, method=method, headers=V4)
+    assert response.status_code == 404
+    assert response.get_json() == {"errors": ["Not Found"]}
+
+
+def test_each_key_has_its_own_rate_bucket():
+    api = create_sandbox(rate_limit="2/60").test_client()
+    wrong = {"X-Kit-Api-Key": "wrong"}
+    assert [api.get("/v4/tags", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
+    assert [v4_get(api, "tags").status_code for _ in range(3)] == [200, 200, 429]
+    limited = v4_get(api, "tags")
+    assert (limited.status_code, limited.get_data(as_text=True), limited.mimetype) == (429, "Retry later",
+                                                                                       "text/plain")
+    assert api.get("/v3/tags", query_string={"api_key": KEY}).status_code == 200
+    assert api.get("/v3/account", query_string={"api_secret": SECRET}).status_code == 200
+    assert api.get("/v3/account", query_string={"api_secret": SECRET}).status_code == 200
+    assert api.get("/v3/account", query_string={"api_secret": SECRET}).status_code == 429
+    assert api.get("/v3/tags", query_string={"api_key": KEY}).status_code == 200
+
+
+def test_v4_calls_are_logged_without_any_key(api):
+    upsert(api)
+    api.get("/v4/subscribers", query_string={"email_address": "ada@example.com", "api_key": "leak",
+                                             "note": V4_KEY}, headers=V4)
+    log = api.get("/_sandbox/requests?path_contains=/v4/").get_json()
+    assert [(e["method"], e["path"], e["status"]) for e in log] == [
+        ("POST", "/v4/subscribers", 201),
+        ("GET", "/v4/subscribers", 200),
+    ]
+    assert log[0]["json"] == {"email_address": "ada@example.com"}
+    assert log[1]["query"] == {"email_address": "ada@example.com", "api_key": "***", "note": "***"}
+    assert V4_KEY not in str(log) and "leak" not in str(log)
+    assert api.get("/_sandbox/").get_json()["statuses"] == {"201": 1, "200": 1}
+
+
+def test_faults_reach_v4_paths_in_v4_shape(api):
+    upsert(api)
+    api.post("/_sandbox/faults", json={"faults": [
+        {"status": 404, "path_contains": "/v4/forms/"},
+        {"status": 503, "path_contains": "/v4/"},
+        {"status": 502, "process": True, "path_contains": "/v4/forms/"},
+    ]})
+    missing = add_to_form(api)
+    assert (missing.status_code, missing.get_json()) == (404, {"errors": ["Not Found"]})
+    overloaded = add_to_form(api)
+    assert overloaded.status_code == 503 and overloaded.mimetype == "text/html"
+    assert add_to_form(api).status_code == 502  # handled, the answer lost
+    assert add_to_form(api).status_code == 200  # so the retry finds the person already on the form
+    assert [s["count"] for s in api.get("/_sandbox/subscribers").get_json()] == [2]
+    assert api.get("/_sandbox/").get_json()["in_flight"] == 0
+
+
+def test_v4_key_is_configurable_and_reset(api):
+    config = api.post("/_sandbox/config", json={"v4_api_key": "rotated-v4"}).get_json()
+    assert config["v4_api_key"] == "rotated-v4"
+    assert v4_get(api, "tags").status_code == 401
+    assert api.get("/v4/tags", headers={"X-Kit-Api-Key": "rotated-v4"}).status_code == 200
+    for bad in ("", KEY, SECRET, 7):
+        assert api.post("/_sandbox/config", json={"v4_api_key": bad}).status_code == 400
+    api.post("/_sandbox/reset")
+    assert v4_get(api, "tags").status_code == 200
+    assert create_sandbox(v4_api_key="mine").test_client().get(
+        "/v4/tags", headers={"X-Kit-Api-Key": "mine"}
+    ).status_code == 200
+    with pytest.raises(ValueError):
+        create_sandbox(api_key="same", v4_api_key="same")
+
+
+def test_v4_over_real_http_with_latency_and_close():
+    with SandboxServer(v4_api_key="v4-123", latency=0.1) as server, requests.Session() as http:
+        assert server.v4_api_key == "v4-123"
+        assert server.api_v4_url == server.url + "/v4/"
+        assert server.summary()["api_v4_url"] == server.url + "/v4/"
+        http.headers["X-Kit-Api-Key"] = "v4-123"
+        started = time.monotonic()
+        created = http.post(server.api_v4_url + "subscribers", json={"email_address": "a@example.com"}, timeout=5)
+        assert created.status_code == 201 and time.monotonic() - started >= 0.1
+        server.faults([{"close": True, "path_contains": "/v4/forms/4242/subscribers", "method": "POST"}])
+        with pytest.raises(requests.ConnectionError):
+            http.post(server.api_v4_url + "forms/4242/subscribers", json={"email_address": "a@example.com"},
+                      timeout=5)
+        added = http.post(server.api_v4_url + "forms/4242/subscribers", json={"email_address": "a@example.com"},
+                          timeout=5)
+        assert added.status_code == 201  # the dropped call was never handled
+        server.wait_idle()
+        assert [e["status"] for e in server.requests(path_contains="/v4/forms/")] == [None, 201]
+
+
+def test_cli_takes_the_v4_key_from_the_environment():
+    env = {**os.environ, "SANDBOX_V4_API_KEY": "cli-v4", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "convertkit.sandbox", "--port", "0"]
+    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as process:
+        try:
+            api_url = process.stdout.readline().split()[3]
+            v4_line = process.stderr.readline().strip()
+            assert v4_line == f"Kit v4 API on {api_url[:-4]}/v4/ (X-Kit-Api-Key: cli-v4)"
+            v4_url = api_url[:-4] + "/v4/"
+            assert requests.get(v4_url + "tags", headers={"X-Kit-Api-Key": "cli-v4"}, timeout=5).status_code == 200
+            assert requests.get(v4_url + "tags", headers=V4, timeout=5).status_code == 401
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=5) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
