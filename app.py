@@ -88,8 +88,7 @@ def build_services(settings: Settings) -> Services:
     else:
         windows, nonces = SqlWindows(db), SqlNonces(db)
     signups = Signups(db)
-    api = convertkit.Client(settings.api_key, api_secret=settings.api_secret, base_url=settings.api_url,
-                            timeout=(min(3.05, settings.api_timeout), settings.api_timeout))
+    api = api_client(settings)
     pauses = Pauses(db, first_check_after=settings.pause_check_seconds)
     delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=pauses, client=api,
                         clock=time.time)
@@ -102,6 +101,14 @@ def build_services(settings: Settings) -> Services:
     )
     return Services(settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake,
                     pages=BlankPages())
+
+
+def api_client(settings: Settings) -> convertkit.Client | convertkit.ClientV4:
+    """The client of the configured API version; v4 needs no secret (its key may read subscribers)."""
+    if settings.api_version == "v4":
+        return convertkit.ClientV4(settings.api_key, base_url=settings.api_url, timeout=settings.api_timeout)
+    return convertkit.Client(settings.api_key, api_secret=settings.api_secret, base_url=settings.api_url,
+                             timeout=settings.api_timeout)
 
 
 def configure_logging() -> None:

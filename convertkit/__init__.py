@@ -1,4 +1,5 @@
-"""ConvertKit v3 client with no web framework in it; the sandbox server is convertkit.sandbox."""
+"""ConvertKit (Kit) API clients, v3 and v4, with no web framework in them; the sandbox server is
+convertkit.sandbox."""
 
 from .client import Client
 from .errors import (
@@ -17,11 +18,13 @@ from .errors import (
     Unauthorized,
     error_for_status,
 )
+from .v4 import ClientV4
 
 __all__ = [
     "APIConnectionError",
     "APITimeout",
     "Client",
+    "ClientV4",
     "ConvertKitError",
     "Forbidden",
     "Invalid",

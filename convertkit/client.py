@@ -1,161 +1,31 @@
-"""ConvertKit v3 client: one session, one request path, typed errors, no secret in a repr or log."""
+"""ConvertKit v3 client: the key (or the secret) travels in the query string or the JSON body."""
 
 from __future__ import annotations
 
 import json as jsonlib
-import logging
-import threading
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-import urllib3
+from .base import MAX_ANSWER_BYTES, BaseClient, field, resource_id
+from .errors import MissingSecret, OddAnswer
 
-from .errors import (
-    APIConnectionError,
-    APITimeout,
-    MissingSecret,
-    OddAnswer,
-    error_for_status,
-    redact,
-)
-from .transport import DeadlineAdapter, deadline
+__all__ = ["DEFAULT_BASE_URL", "MAX_ANSWER_BYTES", "Client"]
 
 DEFAULT_BASE_URL = "https://api.convertkit.com/v3/"
-DEFAULT_TIMEOUT = 5.0  # seconds for a whole call, connect to last byte
-CONNECT_TIMEOUT = 3.05
-MAX_ANSWER_BYTES = 1024 * 1024  # ConvertKit's answers are a few kB; a larger one is read no further
-DEFAULT_USER_AGENT = "convertkit-optin/0.1 (+python-requests)"
-
-# urllib3 logs request URLs here, and GET calls carry a credential in the query string.
-_URL_LOGGERS = (
-    "urllib3.connection",
-    "urllib3.connectionpool",
-    "urllib3.poolmanager",
-    "urllib3.response",
-    "urllib3.util.retry",
-)
 
 
-class _RedactCredentials(logging.Filter):
-    """Keeps every live client's key and secret out of urllib3's debug and warning lines."""
+class Client(BaseClient):
+    """ConvertKit v3 API. The secret, when given, is needed only to look people up and read the account."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._clients: weakref.WeakSet[Client] = weakref.WeakSet()
-        self._lock = threading.Lock()
+    default_base_url = DEFAULT_BASE_URL
+    version = "v3"
 
-    def add(self, client: Client) -> None:
-        with self._lock:
-            self._clients.add(client)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        with self._lock:
-            secrets = [value for client in self._clients for value in client._credentials()]
-        if secrets:
-            text = record.getMessage()
-            clean = redact(text, secrets)
-            if clean != text:
-                record.msg, record.args = clean, ()
-        return True
-
-
-_log_filter = _RedactCredentials()
-for _name in _URL_LOGGERS:
-    logging.getLogger(_name).addFilter(_log_filter)
-
-
-def _scrub_chain(exc: BaseException, secrets: Iterable[str | None]) -> None:
-    """requests' messages embed the full URL; a logged traceback of them must not show a key."""
-    secrets = tuple(secrets)
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        text = str(current)
-        clean = redact(text, secrets)
-        if clean != text:
-            current.args = (clean,)
-        pending += [current.__cause__, current.__context__]
-
-
-def _resource_id(value: int | str, what: str) -> str:
-    """Ids go into the URL path, so anything but digits could address another endpoint."""
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit():
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return text
-
-
-def _field(data: dict[str, Any], key: str) -> Any:
-    """A 2xx without the expected field is a broken answer, not a success to build on."""
-    if key not in data:
-        raise OddAnswer(f"ConvertKit's answer has no {key!r} field.")
-    return data[key]
-
-
-def _timeouts(timeout: float | tuple[float, float]) -> tuple[float, float]:
-    """(connect, whole call): a number bounds the whole call and connecting gets at most CONNECT_TIMEOUT of it."""
-    if isinstance(timeout, tuple):
-        return timeout
-    return min(CONNECT_TIMEOUT, timeout), timeout
-
-
-class Client:
-    """ConvertKit v3 API; the instance owns its HTTP session and is safe to repr or log."""
-
-    def __init__(
-        self,
-        api_key: str,
-        *,
-        api_secret: str | None = None,
-        base_url: str = DEFAULT_BASE_URL,
-        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
-        user_agent: str = DEFAULT_USER_AGENT,
-    ) -> None:
-        if not api_key or not api_key.strip():
-            raise ValueError("api_key is empty")
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
-        self._api_key = api_key
-        self._api_secret = api_secret or None
-        self._host = parts.netloc.rpartition("@")[2]
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
-        self.timeout = _timeouts(timeout)
-        self.user_agent = user_agent
-        self._owns_session = session is None
-        if session is None:
-            session = requests.Session()
-            # Only the client's own session: mounting on a borrowed one would change it for its owner.
-            adapter = DeadlineAdapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self.session = session
-        _log_filter.add(self)
+    def __init__(self, api_key: str, *, api_secret: str | None = None, **options: Any) -> None:
+        self._api_secret = api_secret or None  # before the base registers this client's credentials for redaction
+        super().__init__(api_key, **options)
 
     def _credentials(self) -> tuple[str, ...]:
         return tuple(value for value in (self._api_key, self._api_secret) if value)
-
-    def __repr__(self) -> str:
-        tail = self._api_key[-4:] if len(self._api_key) >= 12 else ""
-        return f"Client(base_url={self.base_url!r}, api_key='…{tail}')"
-
-    def close(self) -> None:
-        if self._owns_session:
-            self.session.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def request(
         self,
@@ -166,61 +36,20 @@ class Client:
         params: Mapping[str, Any] | None = None,
         secret: bool = False,
     ) -> dict[str, Any]:
-        """The one way out, so credentials, timeouts and error mapping cannot be skipped."""
+        """Every v3 call: the credential goes where v3 reads it (query for reads, body for writes)."""
         method = method.upper()
         name, credential = (
             ("api_secret", self._api_secret) if secret else ("api_key", self._api_key)
         )
         if not credential:
             raise MissingSecret()
-        headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
         query = dict(params or {})
         data = None
         if method in ("GET", "HEAD"):
             query[name] = credential
         else:
             data = jsonlib.dumps({**(json or {}), name: credential}).encode("utf-8")
-            headers["Content-Type"] = "application/json; charset=utf-8"
-        try:
-            with deadline(self.timeout[1]):
-                response = self.session.request(
-                    method,
-                    self.base_url + path.lstrip("/"),
-                    params=query or None,
-                    data=data,
-                    headers=headers,
-                    timeout=self.timeout,
-                    allow_redirects=False,
-                    stream=True,
-                )
-                ok = 200 <= response.status_code < 300
-                body, whole = _read_bounded(response)
-        except requests.Timeout as exc:
-            _scrub_chain(exc, self._credentials())
-            raise APITimeout(
-                f"timed out talking to ConvertKit at {self._host}: {type(exc).__name__}",
-                may_have_arrived=_connected(exc),
-            ) from exc
-        except requests.RequestException as exc:
-            _scrub_chain(exc, self._credentials())
-            timed_out = _deadline_passed(exc)
-            raise (APITimeout if timed_out else APIConnectionError)(
-                f"{'timed out talking to' if timed_out else 'could not reach'} ConvertKit at {self._host}: "
-                f"{type(exc).__name__}",
-                may_have_arrived=_connected(exc),
-            ) from exc
-        text = body.decode(response.encoding or "utf-8", errors="replace")
-        if not ok:
-            raise error_for_status(response.status_code, text, redact_values=self._credentials())
-        if not whole:
-            raise OddAnswer(f"ConvertKit's answer was larger than {MAX_ANSWER_BYTES} bytes.")
-        try:
-            parsed = jsonlib.loads(text)
-        except (ValueError, RecursionError):
-            parsed = None
-        if not isinstance(parsed, dict):
-            raise OddAnswer(f"ConvertKit answered {response.status_code} without a JSON object.")
-        return parsed
+        return self._send(method, path, params=query, data=data, headers={})
 
     def subscribe_to_form(
         self,
@@ -232,9 +61,9 @@ class Client:
         tags: Iterable[int] | None = None,
     ) -> dict[str, Any]:
         """Subscribing via the form keeps the form's double opt-in and incentive email."""
-        path = f"forms/{_resource_id(form_id, 'form_id')}/subscribe"
+        path = f"forms/{resource_id(form_id, 'form_id')}/subscribe"
         body = _subscriber(email, first_name=first_name, fields=fields, tags=tags)
-        return _field(self.request("POST", path, json=body), "subscription")
+        return field(self.request("POST", path, json=body), "subscription")
 
     def subscribe_to_tag(
         self,
@@ -245,27 +74,32 @@ class Client:
         fields: Mapping[str, Any] | None = None,
         tags: Iterable[int] | None = None,
     ) -> dict[str, Any]:
-        path = f"tags/{_resource_id(tag_id, 'tag_id')}/subscribe"
+        path = f"tags/{resource_id(tag_id, 'tag_id')}/subscribe"
         body = _subscriber(email, first_name=first_name, fields=fields, tags=tags)
-        return _field(self.request("POST", path, json=body), "subscription")
+        return field(self.request("POST", path, json=body), "subscription")
 
     def forms(self) -> list[dict[str, Any]]:
-        return _field(self.request("GET", "forms"), "forms")
+        return field(self.request("GET", "forms"), "forms")
 
     def tags(self) -> list[dict[str, Any]]:
-        return _field(self.request("GET", "tags"), "tags")
+        return field(self.request("GET", "tags"), "tags")
 
     def custom_fields(self) -> list[dict[str, Any]]:
-        return _field(self.request("GET", "custom_fields"), "custom_fields")
+        return field(self.request("GET", "custom_fields"), "custom_fields")
 
     @property
     def has_secret(self) -> bool:
         return bool(self._api_secret)
 
+    @property
+    def can_look_up(self) -> bool:
+        """v3 reads subscribers only with the secret: without it, a lost answer cannot be checked."""
+        return bool(self._api_secret)
+
     def find_subscriber(self, email: str) -> dict[str, Any] | None:
         """Look an address up (needs api_secret). None means a request that got no answer did not create them;
         a subscriber found may come from any earlier signup, so it alone proves nothing (see form_subscriptions)."""
-        found = _field(self.request("GET", "subscribers", params={"email_address": email}, secret=True),
+        found = field(self.request("GET", "subscribers", params={"email_address": email}, secret=True),
                        "subscribers")
         if not isinstance(found, list):
             raise OddAnswer("ConvertKit's 'subscribers' is not a list.")
@@ -274,9 +108,9 @@ class Client:
     def form_subscriptions(self, form_id: int | str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
         """One page of a form's subscriptions, newest first, and the number of pages (needs api_secret). The only
         way v3 tells whether a person is on a given form: an existing subscriber proves nothing about this form."""
-        data = self.request("GET", f"forms/{_resource_id(form_id, 'form_id')}/subscriptions",
+        data = self.request("GET", f"forms/{resource_id(form_id, 'form_id')}/subscriptions",
                             params={"sort_order": "desc", "page": int(page)}, secret=True)
-        subscriptions = _field(data, "subscriptions")
+        subscriptions = field(data, "subscriptions")
         if not isinstance(subscriptions, list):
             raise OddAnswer("ConvertKit's 'subscriptions' is not a list.")
         try:
@@ -288,42 +122,6 @@ class Client:
     def account(self) -> dict[str, Any]:
         """A cheap check that the secret works (the public key cannot stand in for it)."""
         return self.request("GET", "account", secret=True)
-
-
-def _read_bounded(response: requests.Response) -> tuple[bytes, bool]:
-    """At most MAX_ANSWER_BYTES of the body, and whether that was all of it: a huge answer (or a proxy's endless
-    stream) must not grow a worker's memory. An unread rest is not kept: the connection is closed instead."""
-    chunks, size = [], 0
-    try:
-        for chunk in response.iter_content(64 * 1024):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                return b"".join(chunks)[:MAX_ANSWER_BYTES], False
-        return b"".join(chunks), True
-    finally:
-        response.close()
-
-
-def _deadline_passed(exc: BaseException) -> bool:
-    """requests reports a read time-out in the body as a ConnectionError; find the time-out in its causes."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, TimeoutError | urllib3.exceptions.ReadTimeoutError):
-            return True
-        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
-        current = nested or current.__cause__ or current.__context__
-    return False
-
-
-def _connected(exc: requests.RequestException) -> bool:
-    """False when the failure came before a connection existed (refused, DNS, connect time-out)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError is one
 
 
 def _subscriber(
@@ -339,7 +137,7 @@ def _subscriber(
         body["first_name"] = first_name
     if fields:
         body["fields"] = dict(fields)
-    tag_ids = [int(_resource_id(tag, "tag id")) for tag in tags or ()]
+    tag_ids = [int(resource_id(tag, "tag id")) for tag in tags or ()]
     if tag_ids:
         body["tags"] = tag_ids
     return body

@@ -153,7 +153,8 @@ def _text(value: object) -> str | None:
 def error_for_status(
     status: int, body_text: str, *, redact_values: Iterable[str | None] = ()
 ) -> StatusError:
-    """Bodies may be JSON, HTML or plain text, so parsing is a bonus and never a requirement."""
+    """Bodies may be JSON (v3's {"error", "message"}, v4's {"errors": [...]}), HTML or plain text, so parsing is
+    a bonus and never a requirement."""
     redact_values = tuple(redact_values)
     body = redact(body_text or "", redact_values)
     error = message = None
@@ -163,6 +164,9 @@ def error_for_status(
         parsed = None
     if isinstance(parsed, dict):
         error, message = _text(parsed.get("error")), _text(parsed.get("message"))
+        errors = parsed.get("errors")  # v4: {"errors": ["...", ...]}
+        if message is None and isinstance(errors, list):
+            message = _text("; ".join(e for e in errors if isinstance(e, str)))
     cls = _status_class(status)
     if len(body) > BODY_LIMIT:
         body = body[:BODY_LIMIT] + "…"

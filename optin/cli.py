@@ -1,4 +1,4 @@
-"""Operator commands: `flask --app app migrate | worker | check | signups …`."""
+"""Operator commands: `flask --app app migrate | worker | check | forms import | signups …`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from flask.cli import AppGroup, with_appcontext
 
 import convertkit
 
-from . import db
+from . import account, db
+from .formspec import FormsFileError
 from .settings import ConfigError
 from .signups import STATUSES, mask_email
 from .worker import run_workers
@@ -55,21 +56,54 @@ def worker_command(poll, threads):
 @click.command("check")
 @with_appcontext
 def check_command():
-    """Check the API key (and secret, if set) and every configured form id against ConvertKit."""
+    """Check the API key (and v3's secret, if set), and that every form id, tag id and custom field key in the
+    forms file exists in the ConvertKit account."""
     client = services().delivery.client
     try:
-        forms = {int(f["id"]): f.get("name") for f in client.forms()}
-        if client.has_secret:
+        report = account.check(client, services().forms)
+        if getattr(client, "has_secret", False):
             client.account()
+    except convertkit.Unauthorized as exc:
+        version = services().settings.api_version
+        works_with = account.other_version(client)
+        if works_with:
+            raise click.ClickException(account.wrong_version_message(version, works_with)) from None
+        raise click.ClickException(f"ConvertKit refused the check: {exc}") from None
     except convertkit.ConvertKitError as exc:
         raise click.ClickException(f"ConvertKit refused the check: {exc}") from None
-    missing = [s for s in services().forms.values() if s.convertkit_form_id not in forms]
-    for spec in services().forms.values():
-        mark = "missing!" if spec in missing else f"ok ({forms[spec.convertkit_form_id]})"
-        click.echo(f"{spec.slug}: ConvertKit form {spec.convertkit_form_id} {mark}")
-    if missing:
-        raise click.ClickException("some forms point at ConvertKit form ids this account does not have")
+    for line in report.lines:
+        click.echo(line)
+    if report.problems:
+        for problem in report.problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"{len(report.problems)} problem(s) in the forms file against this account")
     click.echo("credentials ok")
+
+
+forms_group = AppGroup("forms", help="The forms file against the ConvertKit account.")
+
+
+@forms_group.command("import")
+@click.option("--write", is_flag=True, help="Append the entries to the forms file (existing ones are untouched).")
+def import_command(write):
+    """Print a [forms.<slug>] entry for each form of the account that the forms file does not have yet."""
+    try:
+        entries = account.import_entries(services().delivery.client, services().forms)
+    except convertkit.ConvertKitError as exc:
+        raise click.ClickException(f"ConvertKit refused to list the forms: {exc}") from None
+    if not entries:
+        click.echo("every form of the account is in the forms file already")
+        return
+    if not write:
+        click.echo("\n".join(toml for _slug, toml in entries), nl=False)
+        return
+    path = services().settings.forms_file
+    try:
+        text = account.append_entries(path.read_text(encoding="utf-8"), entries)
+    except FormsFileError as exc:
+        raise click.ClickException(f"nothing written: {exc}") from None
+    path.write_text(text, encoding="utf-8")
+    click.echo(f"appended {len(entries)} form(s) to {path}: {', '.join(slug for slug, _ in entries)}")
 
 
 signups_group = AppGroup("signups", help="List, inspect, retry, export and purge stored signups.")
@@ -155,5 +189,5 @@ def purge_command(email, yes):
 
 
 def init_app(app):
-    for command in (migrate_command, worker_command, check_command, signups_group):
+    for command in (migrate_command, worker_command, check_command, forms_group, signups_group):
         app.cli.add_command(command)

@@ -82,6 +82,15 @@ MIGRATIONS: list[list[str]] = [
         " AND (unconfirmed_at IS NOT NULL OR sending_at IS NOT NULL)",
         "CREATE INDEX signups_possible_duplicates ON signups (id) WHERE possible_duplicates > 0",
     ],
+    [
+        # Kit's v4 API takes a signup in several calls (subscriber, form, each tag): how many are done, so a
+        # retry or another process goes on from there instead of repeating them.
+        "ALTER TABLE signups ADD COLUMN steps_done INTEGER NOT NULL DEFAULT 0",
+        # v4's look-up reads a form's people by cursor: where it had got to.
+        "ALTER TABLE signups ADD COLUMN check_cursor TEXT",
+        # The page the form was on, for v4 (Kit reads its UTM parameters).
+        "ALTER TABLE signups ADD COLUMN referrer TEXT",
+    ],
 ]
 
 BACKSTOP_CHECKPOINT_PAGES = 10_000

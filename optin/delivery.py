@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import queue
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 
 import convertkit
 
+from . import steps
 from .limiter import Slot
 from .settings import Settings
 from .signups import Signup, Signups, mask_email
@@ -29,14 +29,13 @@ FULL_WINDOW_RECHECK = 1.0  # seconds a web process trusts its last look at a ful
 QUEUE_RECHECK = 1.0  # and its last look at a queue with signups waiting
 INLINE_AT_ONCE = 2  # inline attempts in flight per web process: the other threads keep serving the form
 CLOCK_SKEW = 10.0  # seconds ConvertKit's clock may differ from ours when reading its created_at
-MAX_CHECK_PAGES = 10  # pages of a form's subscriptions (50 each) read for one look-up before resending anyway
 TWIN_WINDOW = 600.0  # seconds in which the same details on the same form are the visitor trying again
 RECORD_RETRY_EVERY = 1.0  # seconds between tries to record an answer the database refused
 
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # delivered | rejected | retry | paused
+    kind: str  # delivered | partial (a call of several done) | rejected | retry | paused
     message: str | None = None  # for rejected: ConvertKit's words, shown in the form
 
 
@@ -177,42 +176,51 @@ class Delivery:
             self._inline.release()
 
     def deliver(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
-        """One step for one signup (the caller holds a slot and the lease): send it, or look up an unknown
-        outcome, and record what ConvertKit said."""
+        """One step for one signup (the caller holds a slot and the lease): make its next call to ConvertKit, or
+        look up the last one's unknown outcome, and record what ConvertKit said."""
         now = self.clock()
+        plan = steps.steps(self.client, signup)
+        if signup.steps_done >= len(plan):  # every call was taken; only the record of it was missing
+            self.windows.cancel(slot)
+            self.signups.mark_delivered(signup, owner, at=now, subscriber_id=signup.subscriber_id, counted=False,
+                                        steps_done=signup.steps_done)
+            return Outcome("delivered")
+        step = plan[signup.steps_done]
         blind = False
-        if signup.unconfirmed_at is not None:
+        if signup.unconfirmed_at is not None and step.checked:
             ready_at = signup.unconfirmed_at + self.hold
             if now < ready_at:  # the attempt may still be on its way: a look-up now could miss it
                 self.windows.cancel(slot)
                 self.signups.mark_retry(signup, owner, at=now, next_attempt_at=ready_at, counted=False,
                                         error=signup.last_error or "waiting to look up an unanswered attempt",
-                                        unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page)
+                                        unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page,
+                                        check_cursor=signup.check_cursor)
                 return Outcome("retry")
-            if self.client.has_secret:
-                return self._look_up(signup, owner, slot)
+            if self.client.can_look_up:
+                return self._look_up(signup, owner, slot, last=signup.steps_done + 1 == len(plan))
             blind = True  # v3 without the secret cannot ask: send again, and count it
-        elif (twin := self.signups.twin(signup, within=TWIN_WINDOW)) is not None:
+        elif signup.steps_done == 0 and (twin := self.signups.twin(signup, within=TWIN_WINDOW)) is not None:
             told = Outcome("delivered") if twin.status == "delivered" else Outcome("retry")
             return self._record(signup, lambda: self._twin(signup, owner, slot, twin), told)
         try:
-            answer, error = self.client.subscribe_to_form(
-                signup.convertkit_form_id, signup.email, first_name=signup.first_name,
-                fields=signup.fields or None, tags=list(signup.tags) or None,
-            ), None
+            answer, error = step.call(), None
         except convertkit.ConvertKitError as exc:
             answer, error = None, exc
         if isinstance(error, convertkit.APITimeout):
             self._slow_until = self.clock() + self.hold
+        last = signup.steps_done + 1 == len(plan)
 
         def record() -> Outcome:
             with self.signups.db.transaction():  # one commit for the slot's end and the signup's outcome
                 self.windows.finish(slot)
                 if error is None:
-                    return self._delivered(signup, owner, answer, blind=blind)
-                return self._failed(signup, owner, error, blind=blind)
+                    return self._took(signup, owner, step, answer, last=last, blind=blind)
+                if step.tag and isinstance(error, convertkit.NotFound):
+                    return self._took(signup, owner, step, None, last=last,
+                                      note=f"not tagged: ConvertKit has no {step.name} (404)")
+                return self._failed(signup, owner, error, blind=blind, checked=step.checked)
 
-        return self._record(signup, record, answer_outcome(error))
+        return self._record(signup, record, answer_outcome(error, last=last))
 
     def _record(self, signup: Signup, record: Callable[[], Outcome], outcome: Outcome) -> Outcome:
         """Record an answer. If the database refuses (a blip, a fail-over), ConvertKit's answer still stands: the
@@ -260,16 +268,25 @@ class Delivery:
                                 error=f"waiting for signup {twin.id}, which has the same details")
         return Outcome("retry")
 
-    def _delivered(self, signup: Signup, owner: str, answer: dict, *, blind: bool = False) -> Outcome:
-        self.signups.mark_delivered(signup, owner, at=self.clock(), resent_blind=blind,
-                                    subscriber_id=((answer or {}).get("subscriber") or {}).get("id"))
+    def _took(self, signup: Signup, owner: str, step: steps.Step, answer: dict | None, *, last: bool,
+              blind: bool = False, note: str | None = None) -> Outcome:
+        """ConvertKit took this call: the signup is delivered after its last one, else the next is due at once."""
+        found = steps.subscriber_id(answer)
+        if note:
+            log.error("signup %s: %s; check the form's tags (flask --app app check)", signup.id, note)
         if self.windows.strikes(self.rate_scope):  # a success ends a run of 429s
             self.windows.clear_strikes(self.rate_scope)
+        if not last:
+            self.signups.mark_step(signup, owner, at=self.clock(), subscriber_id=found, note=note,
+                                   resent_blind=blind)
+            return Outcome("partial")
+        self.signups.mark_delivered(signup, owner, at=self.clock(), resent_blind=blind, note=note,
+                                    subscriber_id=found if found is not None else signup.subscriber_id)
         log.info("signup %s delivered (form %s, %s)", signup.id, signup.form_slug, mask_email(signup.email))
         return Outcome("delivered")
 
     def _failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError, *,
-                blind: bool = False) -> Outcome:
+                blind: bool = False, checked: bool = True) -> Outcome:
         # Refusals (4xx) mean ConvertKit did not act on this send: a blind resend that is refused subscribed
         # nobody twice, and the earlier attempt's unknown outcome stays on record.
         if isinstance(error, convertkit.Invalid):
@@ -278,52 +295,44 @@ class Delivery:
             return self._paused(signup, owner, error)
         if isinstance(error, convertkit.RateLimited):
             return self._rate_limited(signup, owner)
-        return self._transient(signup, owner, error, blind=blind)  # 5xx, time-outs, odd answers, …
+        return self._transient(signup, owner, error, blind=blind, checked=checked)  # 5xx, time-outs, odd answers
 
-    def _look_up(self, signup: Signup, owner: str, slot: Slot) -> Outcome:
-        """One call of the look-up after an unknown outcome (each call takes its own slot): find the person,
-        then read this form's subscriptions, newest first, back to when the attempt began. Progress is kept on
-        the row, so another worker, or this one after a crash, goes on where this one stopped."""
-        since = signup.unconfirmed_at - CLOCK_SKEW
-        page, found, subscriptions, pages, error = signup.check_page, None, [], 0, None
+    def _look_up(self, signup: Signup, owner: str, slot: Slot, *, last: bool) -> Outcome:
+        """One call of the look-up after an unknown outcome (each call takes its own slot; see optin/steps.py).
+        Progress is kept on the row, so another worker, or this one after a crash, goes on where it stopped."""
         try:
-            if page == 0:
-                found = self.client.find_subscriber(signup.email)
-            else:
-                subscriptions, pages = self.client.form_subscriptions(signup.convertkit_form_id, page=page)
+            finding, error = steps.look_up(self.client, signup, since=signup.unconfirmed_at - CLOCK_SKEW), None
         except convertkit.ConvertKitError as exc:
-            error = exc
+            finding, error = None, exc
 
         def record() -> Outcome:
             with self.signups.db.transaction():
                 self.windows.finish(slot)
                 if error is not None:
                     return self._look_up_failed(signup, owner, error)
-                if page == 0:
-                    if found is None:
-                        return self._not_there(signup, owner, "no such subscriber")
-                    return self._look_further(signup, owner, page=1, subscriber_id=found.get("id"))
-                ours = [s for s in subscriptions if (s.get("subscriber") or {}).get("id") == signup.subscriber_id]
-                if any(_timestamp(s) >= since for s in ours):
+                if finding.kind == "arrived":
+                    log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
+                    if not last:
+                        self.signups.mark_step(signup, owner, at=self.clock(), subscriber_id=signup.subscriber_id,
+                                               note="the unanswered call had arrived (looked up)")
+                        return Outcome("partial")
                     self.signups.mark_delivered(signup, owner, at=self.clock(), subscriber_id=signup.subscriber_id,
                                                 note="the unanswered attempt had arrived (looked up)")
-                    log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
                     return Outcome("delivered")
-                older = subscriptions and min(_timestamp(s) for s in subscriptions) < since
-                if older or page >= pages:
-                    return self._not_there(signup, owner, f"not on form {signup.convertkit_form_id}")
-                if page >= MAX_CHECK_PAGES:
-                    return self._resend_blind(signup, owner, f"more than {MAX_CHECK_PAGES} pages of new "
-                                                             "subscriptions to read")
-                return self._look_further(signup, owner, page=page + 1, subscriber_id=signup.subscriber_id)
+                if finding.kind == "absent":
+                    return self._not_there(signup, owner, finding.why)
+                if finding.kind == "unknowable":
+                    return self._resend_blind(signup, owner, finding.why)
+                return self._look_further(signup, owner, finding)
 
         return self._record(signup, record, Outcome("retry"))
 
-    def _look_further(self, signup: Signup, owner: str, *, page: int, subscriber_id) -> Outcome:
+    def _look_further(self, signup: Signup, owner: str, finding: steps.Finding) -> Outcome:
         """The next call of the look-up, at once: the signup keeps its place at the head of the queue."""
         self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.next_attempt_at,
                                 counted=False, error=signup.last_error or "looking up an unanswered attempt",
-                                unconfirmed_at=signup.unconfirmed_at, check_page=page, subscriber_id=subscriber_id)
+                                unconfirmed_at=signup.unconfirmed_at, check_page=finding.page,
+                                check_cursor=finding.cursor, subscriber_id=finding.subscriber_id)
         return Outcome("retry")
 
     def _not_there(self, signup: Signup, owner: str, why: str) -> Outcome:
@@ -369,7 +378,8 @@ class Delivery:
         self.pauses.pause(scope, reason)
         now = self.clock()
         self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, error=reason, counted=False,
-                                unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page)
+                                unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page,
+                                check_cursor=signup.check_cursor)
         log.error("delivery paused for %s: %s (signup %s kept pending)", scope, reason, signup.id)
         return Outcome("paused")
 
@@ -381,11 +391,12 @@ class Delivery:
         self.windows.block(self.rate_scope, wait)
         now = self.clock()
         self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + wait, error="429 rate limited",
-                                counted=False, unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page)
+                                counted=False, unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page,
+                                check_cursor=signup.check_cursor)
         log.warning("ConvertKit rate limit hit (429); all delivery waits %.0f s", wait)
         return Outcome("retry", message="rate limited")
 
-    def _transient(self, signup, owner, exc, *, blind: bool = False) -> Outcome:
+    def _transient(self, signup, owner, exc, *, blind: bool = False, checked: bool = True) -> Outcome:
         now = self.clock()
         first = signup.first_failed_at if signup.first_failed_at is not None else now
         failed = now - first >= self.settings.retry_budget_hours * 3600
@@ -394,15 +405,15 @@ class Delivery:
         error = f"{type(exc).__name__}: {scrub_address(str(exc), signup.email)}"
         # An unknown outcome of this send, or one still being looked up: never send before asking, and never ask
         # before the attempt can have arrived (one slot hold after it began).
-        unconfirmed_at = signup.unconfirmed_at
-        if unconfirmed_at is None and exc.may_have_arrived:
+        unconfirmed_at = signup.unconfirmed_at if checked else None  # a call that may simply be repeated
+        if unconfirmed_at is None and checked and exc.may_have_arrived:
             unconfirmed_at = signup.sending_at if signup.sending_at is not None else now
         next_attempt_at = now + delay
         if unconfirmed_at is not None:
             next_attempt_at = max(next_attempt_at, unconfirmed_at + self.hold)
         self.signups.mark_retry(signup, owner, at=now, next_attempt_at=next_attempt_at, error=error, failed=failed,
                                 unconfirmed_at=unconfirmed_at, check_page=signup.check_page,
-                                resent_blind=blind and exc.may_have_arrived)
+                                check_cursor=signup.check_cursor, resent_blind=blind and exc.may_have_arrived)
         if failed:
             log.error("signup %s failed after the retry budget: %s", signup.id, error)
         else:
@@ -410,10 +421,10 @@ class Delivery:
         return Outcome("retry", message=error)
 
 
-def answer_outcome(error: convertkit.ConvertKitError | None) -> Outcome:
+def answer_outcome(error: convertkit.ConvertKitError | None, *, last: bool = True) -> Outcome:
     """What a visitor is told of ConvertKit's answer, whatever happens to its record."""
     if error is None:
-        return Outcome("delivered")
+        return Outcome("delivered" if last else "partial")
     if isinstance(error, convertkit.Invalid):
         return Outcome("rejected", message=error.message or "ConvertKit did not accept this address.")
     return Outcome("retry")
@@ -422,10 +433,3 @@ def answer_outcome(error: convertkit.ConvertKitError | None) -> Outcome:
 def scrub_address(text: str, email: str) -> str:
     """ConvertKit's messages may quote the address, in any case: logs get its pseudonym instead."""
     return re.sub(re.escape(email), mask_email(email), text, flags=re.IGNORECASE) if email else text
-
-
-def _timestamp(record: dict) -> float:
-    try:
-        return dt.datetime.fromisoformat(str(record.get("created_at"))).timestamp()
-    except ValueError:
-        return 0.0

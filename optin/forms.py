@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import unicodedata
+from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import EmailField, StringField
+from wtforms import EmailField, HiddenField, StringField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from .formspec import FormSpec
 from .tokens import FormToken, TokenContext
 
 HONEYPOT = "hp"
+MAX_URL = 2048
 
 
 def no_control_characters(form, field):
@@ -48,10 +50,18 @@ class SignupForm(FlaskForm):
         render_kw={"autocomplete": "email", "inputmode": "email", "spellcheck": "false"},
     )
     hp = StringField("Leave this field empty", render_kw={"autocomplete": "off", "tabindex": "-1"})
+    # The page the form was on, filled in by form.js; Kit's v4 API keeps it and reads its UTM parameters.
+    referrer = HiddenField()
 
     @property
     def extra_fields(self):
         return [self[name] for name in self.extra_names]
+
+    def page_url(self) -> str | None:
+        """The referrer if it is a plain http(s) URL of sane length; anything else is dropped, not refused."""
+        value = (self.referrer.data or "").strip()
+        parts = urlsplit(value) if len(value) <= MAX_URL and value.isprintable() else None
+        return value if parts and parts.scheme in ("http", "https") and parts.hostname else None
 
     def values(self) -> dict[str, str]:
         """What the visitor entered in the configured extra fields, trimmed, empty ones left out."""

@@ -121,7 +121,7 @@ class Intake:
                     signup = self.signups.record(
                         form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
                         first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-                        lease_owner=owner, lease_seconds=self.delivery.lease_seconds,
+                        referrer=form.page_url(), lease_owner=owner, lease_seconds=self.delivery.lease_seconds,
                     )
         except BaseException:
             if slot:  # windows kept in Redis do not roll back with the database

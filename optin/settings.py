@@ -8,7 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_API_URL = "https://api.convertkit.com/v3/"
+from convertkit.client import DEFAULT_BASE_URL as V3_URL
+from convertkit.v4 import DEFAULT_BASE_URL as V4_URL
+
+API_URLS = {"v3": V3_URL, "v4": V4_URL}
+DEFAULT_API_URL = V3_URL
 
 
 class ConfigError(RuntimeError):
@@ -41,6 +45,7 @@ class Settings:
     secret_key_fallbacks: tuple[str, ...] = field(default=(), repr=False)
     api_secret: str | None = field(default=None, repr=False)
     api_url: str = DEFAULT_API_URL
+    api_version: str = "v3"
     forms_file: Path = Path("forms.toml")
     database_url: str = "sqlite:///instance/signups.sqlite3"
     redis_url: str | None = None
@@ -101,9 +106,12 @@ class Settings:
             raw = env.get(name)
             return default if not raw else RateLimit.parse(raw, name=name)
 
-        api_url = (env.get("CONVERTKIT_API_URL") or DEFAULT_API_URL).strip()
+        api_version = (env.get("CONVERTKIT_API_VERSION") or "v3").strip().lower()
+        if api_version not in API_URLS:
+            raise ConfigError("CONVERTKIT_API_VERSION must be v3 or v4")
+        api_url = (env.get("CONVERTKIT_API_URL") or API_URLS[api_version]).strip()
         if not re.match(r"https?://[^/\s]+", api_url):
-            raise ConfigError("CONVERTKIT_API_URL must be an http(s) URL, e.g. https://api.convertkit.com/v3/")
+            raise ConfigError(f"CONVERTKIT_API_URL must be an http(s) URL, e.g. {API_URLS[api_version]}")
         if not api_url.endswith("/"):
             api_url += "/"
 
@@ -127,6 +135,7 @@ class Settings:
             api_key=required("CONVERTKIT_API_KEY"),
             api_secret=(env.get("CONVERTKIT_API_SECRET") or "").strip() or None,
             api_url=api_url,
+            api_version=api_version,
             forms_file=Path(env.get("FORMS_FILE") or "forms.toml"),
             database_url=database_url,
             redis_url=redis_url,

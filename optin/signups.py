@@ -38,6 +38,9 @@ class Signup:
     sending_at: float | None = None  # the write-ahead mark: an attempt began then, its outcome not yet recorded
     check_page: int = 0  # the look-up's progress after an unknown outcome
     possible_duplicates: int = 0  # sends after an unknown outcome that ConvertKit could not rule out
+    steps_done: int = 0  # calls of this signup ConvertKit has taken (v4 takes a signup in several)
+    check_cursor: str | None = None  # v4's look-up: the next page of the form's people
+    referrer: str | None = None  # the page the form was on
 
     def __repr__(self) -> str:  # keeps the address out of tracebacks and logs
         return f"Signup(id={self.id}, form={self.form_slug!r}, status={self.status!r}, email={mask_email(self.email)})"
@@ -57,9 +60,9 @@ def mask_email(email: str) -> str:
 
 RECORD = sa.text(
     "INSERT INTO signups (form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,"
-    " status, created_at, next_attempt_at, lease_until, lease_owner, sending_at)"
+    " status, created_at, next_attempt_at, lease_until, lease_owner, sending_at, referrer)"
     " VALUES (:slug, :form_id, :email, :first_name, :fields, :tags, :ip_hash, 'pending', :now, :now,"
-    " :lease_until, :owner, :sending_at) RETURNING id"
+    " :lease_until, :owner, :sending_at, :referrer) RETURNING id"
 )
 # A claim is the write-ahead mark of the send that follows it: sending_at is set in the same statement. A row
 # claimed with a mark already on it was being sent by a process that died (or could not record the answer):
@@ -79,14 +82,14 @@ class Signups:
         self.db = db
 
     def record(self, *, form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,
-               lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
+               referrer: str | None = None, lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
         """Store a signup; a lease lets the web request try it inline without the worker racing it, and marks the
         row as being sent (the write-ahead mark) in the same commit."""
         tags = tuple(tags)
         values = {
             "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
             "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),
-            "ip_hash": ip_hash, "owner": lease_owner,
+            "ip_hash": ip_hash, "owner": lease_owner, "referrer": referrer,
         }
         with self.db.transaction() as conn:
             now = self.db.now(conn)
@@ -96,7 +99,7 @@ class Signups:
         # Built from what was stored rather than read back: this runs on every form post.
         return Signup(id=signup_id, form_slug=form_slug, convertkit_form_id=convertkit_form_id, email=email,
                       first_name=first_name, fields=dict(fields), tags=tags, created_at=now,
-                      next_attempt_at=now, ip_hash=ip_hash, sending_at=values["sending_at"])
+                      next_attempt_at=now, ip_hash=ip_hash, sending_at=values["sending_at"], referrer=referrer)
 
     def claim(self, owner: str, *, lease_seconds: float, limit: int = 1,
               paused_forms: Iterable[int] = ()) -> list[Signup]:
@@ -161,28 +164,40 @@ class Signups:
         return result.rowcount == 1
 
     def mark_delivered(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None,
-                       note: str | None = None, counted: bool = True, resent_blind: bool = False) -> bool:
+                       note: str | None = None, counted: bool = True, resent_blind: bool = False,
+                       steps_done: int | None = None) -> bool:
         return self._finish(signup, owner, {
             "status": DELIVERED, "finished_at": at, "last_attempt_at": at,
             "attempts": signup.attempts + (1 if counted else 0), "subscriber_id": subscriber_id,
-            "last_error": note, "unconfirmed_at": None, "check_page": 0,
+            "last_error": note, "unconfirmed_at": None, "check_page": 0, "check_cursor": None,
+            "steps_done": signup.steps_done + 1 if steps_done is None else steps_done,
+        }, resent_blind=resent_blind)
+
+    def mark_step(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None,
+                  note: str | None = None, resent_blind: bool = False) -> bool:
+        """One call of several done: the next one is due at once, from the signup's old place in the queue."""
+        return self._finish(signup, owner, {
+            "steps_done": signup.steps_done + 1, "last_attempt_at": at, "last_error": note,
+            "subscriber_id": subscriber_id if subscriber_id is not None else signup.subscriber_id,
+            "unconfirmed_at": None, "check_page": 0, "check_cursor": None,
         }, resent_blind=resent_blind)
 
     def mark_rejected(self, signup: Signup, owner: str | None, *, at: float, reason: str,
                       resent_blind: bool = False) -> bool:
         return self._finish(signup, owner, {
             "status": REJECTED, "finished_at": at, "last_attempt_at": at, "attempts": signup.attempts + 1,
-            "last_error": reason[:500], "unconfirmed_at": None, "check_page": 0,
+            "last_error": reason[:500], "unconfirmed_at": None, "check_page": 0, "check_cursor": None,
         }, resent_blind=resent_blind)
 
     def mark_retry(self, signup: Signup, owner: str | None, *, at: float, next_attempt_at: float, error: str,
                    failed: bool = False, counted: bool = True, unconfirmed_at: float | None = None,
-                   check_page: int = 0, subscriber_id: int | None = None, resent_blind: bool = False) -> bool:
+                   check_page: int = 0, check_cursor: str | None = None, subscriber_id: int | None = None,
+                   resent_blind: bool = False) -> bool:
         """Back in the queue. `unconfirmed_at` (when the attempt began) keeps an unknown outcome on record, so the
         next step looks it up instead of sending; None means the next step sends."""
         values = {
             "next_attempt_at": next_attempt_at, "last_attempt_at": at, "last_error": error[:500],
-            "unconfirmed_at": unconfirmed_at, "check_page": check_page,
+            "unconfirmed_at": unconfirmed_at, "check_page": check_page, "check_cursor": check_cursor,
             "attempts": signup.attempts + (1 if counted else 0),
             "first_failed_at": signup.first_failed_at if signup.first_failed_at is not None else at,
         }

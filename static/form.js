@@ -13,6 +13,12 @@
   if (window.ResizeObserver) new ResizeObserver(reportHeight).observe(document.documentElement);
   window.addEventListener("load", reportHeight);
   reportHeight();
+  var ref = form && form.querySelector("input[name=referrer]");
+  if (ref) {
+    // The page the form is on: the host page (embed.js passes it after #ref=), else this page.
+    var m = /[#&]ref=([^&]*)/.exec(location.hash);
+    try { ref.value = m ? decodeURIComponent(m[1]) : window.parent === window ? location.href : document.referrer; } catch (e) {}
+  }
   if (!form || !window.fetch) return;
   var needsJs = form.querySelector("[data-optin-needs-js]");
   // Shown to visitors whose browser cannot solve the challenge (no JavaScript, or no Web Crypto off https).

@@ -9,12 +9,12 @@ def fast_env(env, **extra):
             "DELIVERY_PAUSE_CHECK_SECONDS": "0.3", "CONVERTKIT_RATE_LIMIT": "100/1", **extra}
 
 
-def record(services, n, form="simple", prefix="person"):
+def record(services, n, form="simple", prefix="person", *, with_tags=False):
     """Signups as the web stored them, before any attempt: the queue the worker must drain."""
     spec = services.forms[form]
     return [services.signups.record(form_slug=form, convertkit_form_id=spec.convertkit_form_id,
-                                    email=f"{prefix}{i}@example.com", first_name=None, fields={}, tags=(),
-                                    ip_hash=None) for i in range(n)]
+                                    email=f"{prefix}{i}@example.com", first_name=None, fields={},
+                                    tags=spec.tags if with_tags else (), ip_hash=None) for i in range(n)]
 
 
 def delivered_emails(ck):
@@ -32,3 +32,9 @@ def wait_all_finished(services, timeout=60):
         statuses = [s.status for s in services.signups.find()]
         return statuses and all(s != "pending" for s in statuses)
     wait_until(done, timeout, f"still pending: {services.signups.counts()}")
+
+
+def v4_env(env, ck, **extra):
+    """The same app on Kit's v4 API: its own key, no secret."""
+    return {**env, "CONVERTKIT_API_VERSION": "v4", "CONVERTKIT_API_KEY": ck.v4_api_key,
+            "CONVERTKIT_API_SECRET": "", "CONVERTKIT_API_URL": ck.api_v4_url, **extra}

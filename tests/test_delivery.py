@@ -6,7 +6,7 @@ import pytest
 import sqlalchemy as sa
 from support import fast_env, record
 
-from optin.delivery import MAX_CHECK_PAGES
+from optin.steps import MAX_CHECK_PAGES
 from optin.worker import Worker
 
 
@@ -60,7 +60,7 @@ def test_a_429_during_a_look_up_keeps_its_place_and_sends_nothing(services, ck):
 
 
 def test_too_many_new_subscriptions_to_read_means_sending_again_counted(services, ck, monkeypatch):
-    monkeypatch.setattr("optin.delivery.MAX_CHECK_PAGES", 1)
+    monkeypatch.setattr("optin.steps.MAX_CHECK_PAGES", 1)
     for i in range(51):  # the oldest is this person's own earlier signup; a page holds 50
         services.delivery.client.subscribe_to_form(4243, f"crowd{i}@example.com")
     [signup] = record(services, 1, prefix="crowd")

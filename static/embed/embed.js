@@ -10,7 +10,7 @@
     if (s.getAttribute("data-optin-done") || new URL(s.src, location.href).origin !== origin) continue;
     s.setAttribute("data-optin-done", "1");
     var frame = document.createElement("iframe");
-    frame.src = origin + "/f/" + encodeURIComponent(s.getAttribute("data-form"));
+    frame.src = origin + "/f/" + encodeURIComponent(s.getAttribute("data-form")) + "#ref=" + encodeURIComponent(location.href);
     var title = s.getAttribute("data-title");
     frame.title = title || "Sign-up form";
     // Without data-title the frame takes its form's own title (sent with the height): distinct names for

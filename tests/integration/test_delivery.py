@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 from conftest import extract_token, wait_until
-from support import delivered_emails, fast_env, record, subscriptions, wait_all_finished
+from support import delivered_emails, fast_env, record, subscriptions, v4_env, wait_all_finished
 
 
 @pytest.mark.parametrize("faults", [
@@ -29,10 +29,11 @@ from support import delivered_emails, fast_env, record, subscriptions, wait_all_
                   {"status": 201, "body": {"unexpected": True}, "process": True, "times": 1}], id="odd-2xx"),
     pytest.param([{"trickle": 0.05, "times": 3}], id="trickled-answers"),
 ])
-def test_every_accepted_signup_is_delivered_once_through_faults(make_app, env, ck, worker, faults, request):
-    env = fast_env(env)
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_every_accepted_signup_is_delivered_once_through_faults(make_app, env, ck, worker, faults, request, version):
+    env = fast_env(env) if version == "v3" else fast_env(v4_env(env, ck))
     services = make_app(**env).extensions["optin"]
-    prefix = request.node.callspec.id
+    prefix = request.node.callspec.id.replace("-", "")
     record(services, 6, prefix=prefix)
     ck.faults([{**f, "path_contains": "subscribe"} for f in faults])
     worker(env)

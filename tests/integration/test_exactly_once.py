@@ -11,7 +11,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from conftest import extract_token, wait_until
-from support import fast_env, record, subscriptions, wait_all_finished
+from support import fast_env, record, subscriptions, v4_env, wait_all_finished
 
 from optin.worker import Worker
 
@@ -250,3 +250,67 @@ def test_look_ups_take_their_slots_in_the_shared_limit(make_app, env, ck, worker
     arrivals = sorted(r["at"] for r in log)
     assert all(arrivals[i + 4] - arrivals[i] >= 2.0 for i in range(len(arrivals) - 4)), "more than 4 in 2 s"
     assert subscriptions(ck, "slots") == {f"slots{i}@example.com": 1 for i in range(6)}
+
+
+# Kit's v4 API: one signup is several calls, each recorded as it is taken ----------------------------------------
+
+def posts(ck, fragment):
+    return [r for r in ck.requests(path_contains=fragment) if r["method"] == "POST"]
+
+
+def test_v4_a_lost_answer_on_the_form_call_is_looked_up_not_repeated(make_app, env, ck, worker):
+    env = fast_env(v4_env(env, ck))
+    services = make_app(**env).extensions["optin"]
+    record(services, 2, form="simple", prefix="v4lost")
+    ck.faults([{"status": 502, "body": "", "process": True, "times": 2, "method": "POST",
+                "path_contains": "/v4/forms/4243/subscribers"}])
+    worker(env)
+    wait_all_finished(services)
+    ck.wait_idle()
+    assert {s.status for s in services.signups.find()} == {"delivered"}
+    assert len(posts(ck, "/v4/forms/4243/subscribers")) == 2  # once each: the look-up found them there
+    assert [r["query"].get("status") for r in lookups_v4(ck)].count("all") >= 2  # unconfirmed people too
+    assert sum(s.possible_duplicates for s in services.signups.find()) == 0
+
+
+def lookups_v4(ck):
+    return [r for r in ck.requests() if r["method"] == "GET" and "/v4/" in r["path"]]
+
+
+def test_v4_a_retry_goes_on_from_the_step_that_failed(make_app, env, ck, worker):
+    env = fast_env(v4_env(env, ck))
+    services = make_app(**env).extensions["optin"]
+    [signup] = record(services, 1, form="launch", prefix="v4steps", with_tags=True)
+    ck.faults([{"status": 500, "times": 3, "method": "POST", "path_contains": "/v4/tags/102/"}])
+    worker(env)
+    wait_all_finished(services)
+    done = services.signups.get(signup.id)
+    assert done.status == "delivered" and done.steps_done == 4  # subscriber, form, two tags
+    assert len(posts(ck, "/v4/subscribers")) == 1 and len(posts(ck, "/v4/forms/")) == 1
+    assert len(posts(ck, "/v4/tags/101/")) == 1 and len(posts(ck, "/v4/tags/102/")) == 4
+
+
+def test_v4_sends_the_page_the_form_was_on(make_app, env, ck):
+    app = make_app(**fast_env(v4_env(env, ck)))
+    client = app.test_client()
+    token = extract_token(client.get("/f/simple").get_data(as_text=True))
+    answer = client.post("/f/simple", headers={"Accept": "application/json"}, data={
+        "token": token, "email": "ref@example.com", "referrer": "https://shop.example/launch?utm_source=news"})
+    assert answer.json["ok"]
+    services = app.extensions["optin"]
+    Worker(services.delivery, lease_seconds=1).step()  # the inline attempt made the first call; this one adds
+    [form_call] = posts(ck, "/v4/forms/4243/subscribers")
+    assert form_call["json"] == {"email_address": "ref@example.com",
+                                 "referrer": "https://shop.example/launch?utm_source=news"}
+
+
+def test_v4_a_tag_kit_does_not_have_is_skipped_and_said(make_app, env, ck, worker, caplog):
+    env = fast_env(v4_env(env, ck))
+    services = make_app(**env).extensions["optin"]
+    ck.configure(tags={"102": None})  # the forms file names tag 102; the account has none
+    [signup] = record(services, 1, form="launch", prefix="v4tag", with_tags=True)
+    worker(env)
+    wait_all_finished(services)
+    done = services.signups.get(signup.id)
+    assert done.status == "delivered" and "tag 102" in done.last_error
+    assert len(posts(ck, "/v4/forms/4242/subscribers")) == 1
