@@ -142,29 +142,37 @@ class BufferingWorker(ThreadWorker):
         reading = Reading(conn, held, time.monotonic() + self.read_seconds)
         if held and self.arrived(reading):
             return
+        # A kept-alive connection comes here because it is readable: most often the request is all there, and
+        # reading it now saves a trip through the poller.
+        if self.read_some(reading):
+            return
         self.reading.append(reading)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_bytes, reading))
 
     def on_request_bytes(self, reading: Reading, sock) -> None:
+        self.read_some(reading)
+
+    def read_some(self, reading: Reading) -> bool:
+        """Read what has arrived; True once the connection is no longer this loop's (handed on, or gone)."""
         try:
-            data = sock.recv(READ_SIZE)
+            data = reading.conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         if not data:  # the client went away before its request was complete
             self.stop_reading(reading)
             self.drop(reading.conn)
-            return
+            return True
         reading.buf += data
-        if self.arrived(reading):
-            self.stop_reading(reading)
+        return self.arrived(reading)
 
     def arrived(self, reading: Reading) -> bool:
         """Hand the request to a thread once it can be answered without waiting for the client."""
         state = framing(reading.buf, self.body_limit)
         if state == "wait":
             return False
+        self.stop_reading(reading)
         conn = reading.conn
         conn.read_ahead = bytes(reading.buf)
         conn.whole = state == "whole"
@@ -173,10 +181,11 @@ class BufferingWorker(ThreadWorker):
         return True
 
     def stop_reading(self, reading: Reading) -> None:
+        """Off the poller (before the socket is closed or handed on: the poller knows it by its number)."""
         reading.done = True
         try:
             self.poller.unregister(reading.conn.sock)
-        except (KeyError, ValueError, OSError):
+        except KeyError:  # read at once, never registered
             pass
 
     def drop(self, conn: TConn) -> None:
