@@ -57,10 +57,12 @@ bench: $(STAMP)
 BENCH_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # `make bench-delivery`: a burst of signups against a slow, rate-limited sandbox: none lost, none sent twice,
 # never over the limit, and the backlog drained at the limit's pace, through faults and killed workers: once on
-# SQLite, once on PostgreSQL with two worker processes. About ten minutes.
+# SQLite, once on PostgreSQL with two worker processes, then through Kit's v4 API (four calls a signup). About
+# twenty minutes.
 bench-delivery: $(STAMP)
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.delivery --workers 2 --database-url $(BENCH_DATABASE_URL)
+	$(BIN)/python -m bench.delivery --version v4 --count 150
 
 clean:
 	rm -rf $(VENV) node_modules instance .pytest_cache

@@ -371,7 +371,7 @@ class Delivery:
     def _paused(self, signup, owner, exc) -> Outcome:
         scope = form_scope(signup.convertkit_form_id) if isinstance(exc, convertkit.NotFound) else ACCOUNT
         reason = {
-            401: "ConvertKit refused the API key (401): check CONVERTKIT_API_KEY",
+            401: "ConvertKit refused the API key (401): check CONVERTKIT_API_KEY and CONVERTKIT_API_VERSION",
             403: "ConvertKit refused the request (403): the account may be over its subscriber limit",
             404: f"ConvertKit has no form {signup.convertkit_form_id} (404): check convertkit_form_id",
         }.get(exc.status, f"ConvertKit answered {exc.status}")

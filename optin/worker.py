@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 import convertkit
 
+from . import account
 from .delivery import ACCOUNT, Delivery
 from .limiter import wait_for_slot
 
@@ -107,6 +108,30 @@ class Worker:
                 self.pauses.reschedule(scope, pause["checks"])
 
 
+def check_key(delivery: Delivery) -> None:
+    """Once at start: a key that works only with the other API version looks like a wrong key (401) to every
+    delivery; say what it is, plainly and once, instead of leaving the operator to guess from pauses."""
+    for _ in range(2):  # the forms call, and the probe of the other version
+        verdict = delivery.windows.acquire(delivery.rate_scope, delivery.settings.rate_limit, delivery.hold,
+                                           blockable=True)
+        if not verdict:
+            return  # the window is busy: no start-up check is worth a signup's slot
+        try:
+            if _ == 0:
+                delivery.client.forms()
+                return
+            works_with = account.other_version(delivery.client)
+        except convertkit.Unauthorized:
+            continue
+        except convertkit.ConvertKitError:
+            return
+        finally:
+            delivery.windows.finish(verdict.slot)
+        if works_with:
+            log.error(account.wrong_version_message(delivery.settings.api_version, works_with))
+        return
+
+
 def heartbeat(db, name: str) -> None:
     """Tell /healthz this worker process is alive. Beaten here, beside the delivery loops rather than in them:
     a loop may wait minutes for ConvertKit's window (a 429 blocks every process for up to ten), and a backlog
@@ -134,6 +159,10 @@ def run_workers(delivery: Delivery, *, threads: int = 4, poll: float = 1.0) -> N
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+    try:
+        check_key(delivery)
+    except sa.exc.OperationalError:  # the database is not up yet: the loops below wait for it
+        pass
     loops = [Worker(delivery, poll=poll, stop=stop, index=i) for i in range(max(1, threads))]
     running = [threading.Thread(target=loop.run, name=loop.name) for loop in loops]
     for thread in running:
