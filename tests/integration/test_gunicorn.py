@@ -73,3 +73,14 @@ def test_gunicorn_refuses_to_start_without_the_key_or_the_secret(env):
                                 env=child_env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert result.returncode != 0
         assert re.search(f"{missing} is not set", result.stderr + result.stdout)
+
+
+def test_a_second_server_on_a_taken_port_fails_at_start_naming_it(gunicorn, env, processes):
+    """reuse_port must not let two servers share a port silently, each taking part of the visitors."""
+    first = gunicorn(env)
+    port = first.url.rsplit(":", 1)[1]
+    second = processes([sys.executable, "-m", "gunicorn", "app:app"],
+                       {**env, "HOST": "127.0.0.1", "PORT": port, "ACCESS_LOG": "0"}, "second")
+    assert second.proc.wait(60) != 0
+    assert f"port {port} is already in use" in second.output()
+    assert requests.get(f"{first.url}/healthz", timeout=5).status_code == 200
