@@ -7,6 +7,9 @@ another site, so the form documents are third-party frames, exactly as on a cust
 
 from __future__ import annotations
 
+import re
+from urllib.parse import quote
+
 import pytest
 
 from .conftest import host_page
@@ -116,8 +119,12 @@ def test_a_visitor_signs_up_through_iframe_and_script_embeds_on_another_site_wit
     embeds = page.locator("iframe.optin-embed")
     expect(embeds).to_have_count(2)
     launch, simple = embeds.nth(0), embeds.nth(1)
-    expect(page.locator("script[data-form=launch] + iframe")).to_have_attribute("src", f"{app}/f/launch")
-    expect(page.locator("script[data-form=simple] + iframe")).to_have_attribute("src", f"{app}/f/simple")
+    # The host page's address rides in the fragment, which never reaches a server: form.js reads it.
+    after = re.escape(f"#ref={quote(url, safe='')}")
+    expect(page.locator("script[data-form=launch] + iframe")).to_have_attribute(
+        "src", re.compile(re.escape(f"{app}/f/launch") + after))
+    expect(page.locator("script[data-form=simple] + iframe")).to_have_attribute(
+        "src", re.compile(re.escape(f"{app}/f/simple") + after))
     expect(launch.content_frame.get_by_role("heading")).to_have_text("Get launch updates")
     expect(simple.content_frame.get_by_role("heading")).to_have_text("Simple")
     assert_frame_fits(launch)
@@ -138,3 +145,30 @@ def test_a_visitor_signs_up_through_iframe_and_script_embeds_on_another_site_wit
     assert {r.request.method for r in from_app} == {"GET", "POST"}
     assert [r.url for r in from_app if "set-cookie" in r.all_headers()] == []
     assert [c for c in context.cookies() if not c["name"].startswith("probe_")] == []
+
+
+def test_on_v4_a_422_from_kit_shows_in_the_form_and_the_page_is_sent_as_referrer(
+        gunicorn, env, ck, host_site, new_context, make_app):
+    from support import v4_env
+
+    settings = {**v4_env(env, ck), "MIN_FILL_SECONDS": "0.5"}
+    web = gunicorn(settings)
+    app = web.url.replace("127.0.0.1", "localhost")
+    url = host_site.serve(host_page(f'<script src="{app}/embed.js" data-form="simple" async></script>'),
+                          "/launch") + "?utm_source=newsletter"
+    page = new_context().new_page()
+    page.goto(url)
+    form = page.locator("iframe.optin-embed").content_frame
+    email_box = form.get_by_label("Email address")
+    email_box.press_sequentially("invalid.person@example.com", delay=KEYSTROKE_MS)  # Kit refuses it
+    form.get_by_role("button").click()
+    expect(email_box).to_have_attribute("aria-invalid", "true")
+    expect(form.locator("#email-error")).to_have_text("Email address is invalid")  # Kit's words, v4's body
+    email_box.clear()
+    email_box.press_sequentially("dee@example.com", delay=KEYSTROKE_MS)
+    form.get_by_role("button").click()
+    expect(form.get_by_role("status")).to_have_text("Thanks! Check your inbox to confirm your subscription.")
+    [refused, taken] = [r for r in ck.requests(path_contains="/v4/subscribers") if r["method"] == "POST"]
+    assert refused["status"] == 422 and taken["json"]["email_address"] == "dee@example.com"
+    stored = {s.email: s for s in make_app(**settings).extensions["optin"].signups.find()}
+    assert stored["dee@example.com"].referrer == url  # the customer's page, with its UTM parameters
