@@ -44,3 +44,14 @@ def test_secret_key_fallbacks_are_listed_newest_first_and_kept_out_of_repr():
     assert settings.secret_key_fallbacks == ("last-week-key", "last-year-key")
     assert "last-week-key" not in repr(settings) and "last-year-key" not in repr(settings)
     assert Settings.from_env(BASE).secret_key_fallbacks == ()
+
+
+@pytest.mark.parametrize("version, url", [("v3", "https://api.convertkit.com/v3/"), ("V4", "https://api.kit.com/v4/")])
+def test_the_api_version_picks_its_default_url(version, url):
+    settings = Settings.from_env({**BASE, "CONVERTKIT_API_VERSION": version})
+    assert (settings.api_version, settings.api_url) == (version.lower(), url)
+
+
+def test_an_unknown_api_version_stops_the_boot_with_its_name():
+    with pytest.raises(ConfigError, match="CONVERTKIT_API_VERSION must be v3 or v4"):
+        Settings.from_env({**BASE, "CONVERTKIT_API_VERSION": "v5"})
