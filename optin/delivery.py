@@ -232,7 +232,7 @@ class Delivery:
         except sa.exc.SQLAlchemyError as exc:
             log.error("signup %s: ConvertKit answered (%s) but the database refused to record it (%s); "
                       "retrying in the background", signup.id, outcome.kind, type(exc).__name__)
-            self._unrecorded.put((self.clock() + self.hold + 30, record))
+            self._unrecorded.put((self.clock() + self.lease_seconds, record))
             self._start_recorder()
             return outcome
 
