@@ -12,7 +12,8 @@ from flask.cli import AppGroup, with_appcontext
 
 import convertkit
 
-from . import account, db
+from . import account
+from .db.__main__ import main as db_main
 from .formspec import FormsFileError
 from .settings import ConfigError
 from .signups import STATUSES, mask_email
@@ -38,7 +39,7 @@ def cell(value) -> str:
 def migrate_command():
     """Apply schema changes to DATABASE_URL: the release line's step (`python -m optin.db migrate`)."""
     try:
-        db.main(["migrate"])
+        db_main(["migrate"])
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
