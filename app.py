@@ -21,7 +21,7 @@ import convertkit
 from optin import cli, health, security, views
 from optin.challenges import Challenges
 from optin.db import Database
-from optin.delivery import Delivery, Pauses
+from optin.delivery import Delivery
 from optin.forms import form_class
 from optin.formspec import FormSpec, load_forms
 from optin.frontdoor import PROBLEM, FrontDoor
@@ -29,6 +29,7 @@ from optin.intake import Intake
 from optin.limiter import RedisWindows, SqlWindows
 from optin.nonces import RedisNonces, SqlNonces
 from optin.pages import BlankPages, CachedPages
+from optin.pauses import Pauses
 from optin.settings import Settings
 from optin.signups import Signups
 from optin.static import register_static
