@@ -8,6 +8,8 @@ import time
 
 import sqlalchemy as sa
 
+from . import heartbeats
+
 log = logging.getLogger("optin.health")
 
 WORKER_SILENT_AFTER = 120.0  # seconds without a worker heartbeat while signups are due
@@ -39,7 +41,7 @@ def unavailable(problem: str) -> dict:
 def report(*, db, signups, delivery) -> dict:
     with db.read() as conn:
         now = db.now(conn)
-        last_beat = conn.execute(sa.text("SELECT max(seen_at) FROM heartbeats")).scalar()
+        last_beat = heartbeats.last_seen(conn)
     backlog, oldest, earliest_due = signups.backlog()
     paused = [
         {"scope": p["scope"], "reason": p["reason"], "since_seconds": round(now - p["since"], 1)}

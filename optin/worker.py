@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 import convertkit
 
-from . import account
+from . import account, heartbeats
 from .delivery import ACCOUNT, Delivery
 from .limiter import wait_for_slot
 
@@ -136,11 +136,7 @@ def heartbeat(db, name: str) -> None:
     """Tell /healthz this worker process is alive. Beaten here, beside the delivery loops rather than in them:
     a loop may wait minutes for ConvertKit's window (a 429 blocks every process for up to ten), and a backlog
     waiting on the limit is not a missing worker."""
-    with db.transaction() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO heartbeats (worker, seen_at) VALUES (:w, :t)"
-            " ON CONFLICT (worker) DO UPDATE SET seen_at = :t"
-        ), {"w": name, "t": db.now(conn)})
+    heartbeats.beat(db, name)
 
 
 def run_workers(delivery: Delivery, *, threads: int = 4, poll: float = 1.0) -> None:
