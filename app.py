@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import convertkit
-from optin import cli, health, security, views
+from optin import cli, health, pseudonyms, security, views
 from optin.challenges import Challenges
 from optin.db import Database
 from optin.delivery import Delivery
@@ -55,6 +55,7 @@ class Services:
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
     """Tests pass a mapping of environment variables; production reads os.environ."""
     settings = Settings.from_env(os.environ if config is None else config)
+    pseudonyms.configure(settings.secret_key)
     configure_logging()
     app = Flask(__name__)
     app.session_interface = NoSessions()

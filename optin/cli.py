@@ -15,8 +15,9 @@ import convertkit
 from . import account
 from .db.__main__ import main as db_main
 from .formspec import FormsFileError
+from .pseudonyms import mask_email
 from .settings import ConfigError
-from .signups import STATUSES, mask_email
+from .signups import STATUSES
 from .worker import run_workers
 
 

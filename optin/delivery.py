@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import random
@@ -19,8 +18,9 @@ import convertkit
 from . import steps
 from .limiter import Slot
 from .pauses import Pauses
+from .pseudonyms import fingerprint, mask_email
 from .settings import Settings
-from .signups import Signup, Signups, mask_email
+from .signups import Signup, Signups
 
 log = logging.getLogger("optin.delivery")
 
@@ -64,7 +64,7 @@ class Delivery:
         self.client = client
         self.clock = clock
         # The limit belongs to the key; name it by a hash so the key never lands in Redis or the database.
-        self.rate_scope = RATE_SCOPE_PREFIX + hashlib.sha256(settings.api_key.encode()).hexdigest()[:16]
+        self.rate_scope = RATE_SCOPE_PREFIX + fingerprint(settings.api_key)
         # The longest a request can be in flight (the client's deadline covers the whole call), and a margin.
         self.hold = settings.api_timeout + 1
         # A lease must outlast one delivery (the slot's hold) so two processes never send the same signup at once.

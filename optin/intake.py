@@ -4,7 +4,6 @@ size → honeypot → token (signature, form, age, replay) → rate limits → c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -13,7 +12,8 @@ from .addresses import canonical
 from .delivery import Delivery
 from .forms import HONEYPOT, SignupForm, build_form
 from .formspec import FormSpec
-from .signups import Signups, mask_email
+from .pseudonyms import mask_email, pseudonym
+from .signups import Signups
 from .tokens import TokenContext, TokenProblem, TokenSigner
 
 log = logging.getLogger("optin.intake")
@@ -52,7 +52,7 @@ class Intake:
     def ip_hash(self, ip: str | None) -> str | None:
         if not ip:
             return None
-        return hashlib.sha256(f"{self.settings.secret_key}|{ip}".encode()).hexdigest()[:24]
+        return pseudonym("ip", ip)
 
     def submit(self, spec: FormSpec, formdata, *, client_ip: str | None) -> Result:
         form = build_form(self.form_classes[spec.slug], TokenContext(self.signer, spec.slug), formdata)
@@ -103,7 +103,7 @@ class Intake:
     def _keep(self, spec: FormSpec, form: SignupForm, email: str, ip_key: str | None, *, admit: bool) -> Result:
         """Store the signup, then try it at once if ConvertKit's limit had room and no older signup was waiting
         (never waiting for room)."""
-        email_key = hashlib.sha256(canonical(email).encode()).hexdigest()[:24]
+        email_key = pseudonym("inbox", canonical(email))
         values = form.values()
         slot = signup = None
         try_now = self.delivery.may_try_now(spec.convertkit_form_id)

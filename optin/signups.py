@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from .db import Database
+from .pseudonyms import mask_email
 
 PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "failed"
 STATUSES = (PENDING, DELIVERED, REJECTED, FAILED)
@@ -51,11 +51,6 @@ class Signup:
         data["fields"] = json.loads(data["fields"] or "{}")
         data["tags"] = tuple(json.loads(data["tags"] or "[]"))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-
-
-def mask_email(email: str) -> str:
-    """Logs name a signup by a short hash: enough to correlate lines, useless to a reader of the log."""
-    return "email#" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:10]
 
 
 RECORD = sa.text(

@@ -365,3 +365,18 @@ def test_a_blocked_domain_is_refused_however_either_side_spells_it(make_app, ck,
     assert response.status_code == 422
     assert response.json["errors"] == {"email": ["Please use a different email address."]}
     assert ck.requests() == []
+
+
+def test_logs_and_windows_name_people_by_a_keyed_pseudonym(make_app, caplog):
+    """An unkeyed hash of an address is found again by hashing a list of addresses: these need SECRET_KEY."""
+    import hashlib
+
+    from optin.pseudonyms import mask_email, pseudonym
+
+    make_app(SECRET_KEY="one-key-long-enough-for-the-test")
+    first, first_ip = mask_email("Person@Example.com"), pseudonym("ip", "203.0.113.9")
+    assert first == mask_email("person@example.com ")  # one person, one name, however typed
+    make_app(SECRET_KEY="another-key-long-enough-for-it")
+    assert mask_email("person@example.com") != first and pseudonym("ip", "203.0.113.9") != first_ip
+    unkeyed = hashlib.sha256(b"person@example.com").hexdigest()
+    assert first.removeprefix("email#") not in unkeyed
