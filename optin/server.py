@@ -196,6 +196,11 @@ class BufferingWorker(ThreadWorker):
         """Requests not complete in time get a 408 (a connection that sent nothing is just closed)."""
         super().murder_pending()
         now = time.monotonic()
+        if not self.alive:  # stopping: a connection that has sent nothing yet will not be served by this worker
+            for reading in self.reading:
+                if not reading.done and not reading.buf:
+                    self.stop_reading(reading)
+                    self.drop(reading.conn)
         while self.reading and (self.reading[0].done or self.reading[0].deadline <= now):
             reading = self.reading.popleft()
             if reading.done:
