@@ -150,8 +150,8 @@ def register_middleware(app: Flask, settings: Settings) -> None:
             return response
         slug = (request.view_args or {}).get("slug")
         spec = app.extensions["optin"].forms.get(slug) if slug else None
-        embeddable = request.endpoint in ("forms.frame", "forms.frame_thanks")
-        return security.set_headers(response, spec=spec, embeddable=embeddable)
+        page = views.current_page()
+        return security.set_headers(response, spec=spec, embeddable=page is not None and page.embeddable)
 
 
 def register_blueprints(app: Flask) -> None:

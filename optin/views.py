@@ -17,7 +17,7 @@ from werkzeug.exceptions import (
 
 from . import health, security
 from .intake import FORM_ERRORS, Result
-from .pages import FORM_TEMPLATE
+from .pages import PAGES, Page
 
 bp = Blueprint("forms", __name__)
 log = logging.getLogger("optin.views")
@@ -60,11 +60,14 @@ def submitted_data() -> ImmutableMultiDict:
     raise UnsupportedMediaType("Send the form as application/x-www-form-urlencoded or application/json.")
 
 
-@bp.route("/f/<slug>", methods=["GET", "POST"], endpoint="frame")
-@bp.route("/p/<slug>", methods=["GET", "POST"], endpoint="landing")
+def current_page() -> Page | None:
+    """The form page this request is for (its thanks page included), for the view and the headers."""
+    return ENDPOINT_PAGES.get(request.endpoint)
+
+
 def form_page(slug: str):
     spec = spec_or_404(slug)
-    page = request.endpoint.rsplit(".", 1)[-1]
+    page = current_page()
     intake = services().intake
     if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body: it never stores anything
         if wants_json():  # for sites that build their own markup and post JSON
@@ -74,26 +77,37 @@ def form_page(slug: str):
                                    for f in [form.email, *form.extra_fields]])
         # The first view of each page (later ones are answered by pages.CachedPages): cached from then on.
         body = services().pages.render(spec, intake.signer.issue(spec.slug), lambda: intake.blank(spec), page=page)
-        return security.page_response(body, spec, embeddable=page == "frame")
+        return security.page_response(body, spec, embeddable=page.embeddable)
 
     security.check_post_origin(spec)
     result = intake.submit(spec, submitted_data(), client_ip=request.remote_addr)
     if wants_json():
         return json_result(spec, result)
     if result.ok:
-        if spec.redirect_url and page == "landing":
+        if spec.redirect_url and not page.embeddable:  # in a frame, the thanks page links on instead
             return redirect(spec.redirect_url, 303)
-        return redirect(url_for(f".{page}_thanks", slug=slug), 303)
-    return render_template(FORM_TEMPLATE, spec=spec, form=result.form, page=page,
+        return redirect(url_for(f".{page.thanks}", slug=slug), 303)
+    return render_template(page.template, spec=spec, form=result.form, page=page.name,
                            form_errors=result.errors.get(FORM_ERRORS, [])), result.status
 
 
-@bp.get("/f/<slug>/thanks", endpoint="frame_thanks")
-@bp.get("/p/<slug>/thanks", endpoint="landing_thanks")
 def thanks(slug: str):
     spec = spec_or_404(slug)
-    page = request.endpoint.rsplit(".", 1)[-1].removesuffix("_thanks")
-    return render_template(FORM_TEMPLATE, spec=spec, form=None, page=page, done=True)
+    page = current_page()
+    return render_template(page.template, spec=spec, form=None, page=page.name, done=True)
+
+
+def add_page_routes() -> dict[str, Page]:
+    """Each page of pages.PAGES and its thanks page, by the endpoint current_page looks them up with."""
+    endpoints = {}
+    for page in PAGES:
+        bp.add_url_rule(f"{page.prefix}<slug>", page.name, form_page, methods=["GET", "POST"])
+        bp.add_url_rule(f"{page.prefix}<slug>/thanks", page.thanks, thanks, methods=["GET"])
+        endpoints[f"{bp.name}.{page.name}"] = endpoints[f"{bp.name}.{page.thanks}"] = page
+    return endpoints
+
+
+ENDPOINT_PAGES = add_page_routes()
 
 
 def json_result(spec, result: Result):
