@@ -26,8 +26,8 @@ from optin.forms import form_class
 from optin.formspec import FormSpec, load_forms
 from optin.frontdoor import PROBLEM, FrontDoor
 from optin.intake import Intake
-from optin.limiter import RedisWindows, SqlWindows
-from optin.nonces import RedisNonces, SqlNonces
+from optin.limiter import RedisWindows, SqlWindows, Windows
+from optin.nonces import Nonces, RedisNonces, SqlNonces
 from optin.pages import BlankPages, CachedPages
 from optin.pauses import Pauses
 from optin.settings import Settings
@@ -82,6 +82,8 @@ def build_services(settings: Settings) -> Services:
         db.migrate()  # one machine, no release phase: keep the file's schema current
     else:
         db.check_schema()
+    windows: Windows
+    nonces: Nonces
     if settings.redis_url:
         import redis
 

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 import convertkit
 
 from . import steps
-from .limiter import Slot
+from .clock import Clock
+from .limiter import Slot, Windows
 from .pauses import Pauses
 from .pseudonyms import fingerprint, mask_email
 from .settings import Settings
@@ -55,8 +56,8 @@ class Delivery:
     counts a possible duplicate.
     """
 
-    def __init__(self, *, settings: Settings, signups: Signups, windows, pauses: Pauses, client: convertkit.Client,
-                 clock):
+    def __init__(self, *, settings: Settings, signups: Signups, windows: Windows, pauses: Pauses,
+                 client: convertkit.Client | convertkit.ClientV4, clock: Clock):
         self.settings = settings
         self.signups = signups
         self.windows = windows

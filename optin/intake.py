@@ -12,6 +12,8 @@ from .addresses import canonical
 from .delivery import Delivery
 from .forms import HONEYPOT, SignupForm, build_form
 from .formspec import FormSpec
+from .limiter import Windows
+from .nonces import Nonces
 from .pseudonyms import mask_email, pseudonym
 from .signups import Signups
 from .tokens import TokenContext, TokenProblem, TokenSigner
@@ -34,8 +36,8 @@ class Result:
 
 
 class Intake:
-    def __init__(self, *, settings, form_classes: dict[str, type[SignupForm]],
-                 signer: TokenSigner, nonces, windows, signups: Signups, delivery: Delivery, challenges):
+    def __init__(self, *, settings, form_classes: dict[str, type[SignupForm]], signer: TokenSigner,
+                 nonces: Nonces, windows: Windows, signups: Signups, delivery: Delivery, challenges):
         self.settings = settings
         self.form_classes = form_classes
         self.signer = signer

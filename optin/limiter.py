@@ -8,13 +8,18 @@ that span, so no window of ConvertKit's own can ever see more than the limit, wh
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
 from .db import Database
 from .settings import RateLimit
+
+if TYPE_CHECKING:
+    import redis
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,24 @@ class Verdict:
 
     def __bool__(self) -> bool:
         return self.slot is not None
+
+
+class Windows(Protocol):
+    """The shared rolling windows, wherever they are kept: SqlWindows (the database) or RedisWindows (REDIS_URL)."""
+
+    def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0, *, blockable: bool = False) -> Verdict: ...
+
+    def finish(self, slot: Slot) -> None: ...
+
+    def cancel(self, slot: Slot) -> None: ...
+
+    def sweep(self) -> int: ...
+
+    def block(self, scope: str, seconds: float) -> None: ...
+
+    def strikes(self, scope: str) -> int: ...
+
+    def clear_strikes(self, scope: str) -> None: ...
 
 
 # Built once: these run on every form post. Old rows are not deleted here but by sweep(), off the request path.
@@ -146,7 +169,7 @@ return 1
 class RedisWindows:
     """The same sliding log in Redis sorted sets, atomic by Lua, for deploys that set REDIS_URL."""
 
-    def __init__(self, client, prefix: str = "optin:"):
+    def __init__(self, client: redis.Redis, prefix: str = "optin:"):
         self.redis = client
         self.prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
@@ -182,7 +205,8 @@ class RedisWindows:
         self.redis.delete(self._keys(scope)[1])
 
 
-def wait_for_slot(windows, scope: str, limit: RateLimit, hold: float, *, stop=None):
+def wait_for_slot(windows: Windows, scope: str, limit: RateLimit, hold: float, *,
+                  stop: threading.Event | None = None) -> Verdict:
     """Block until a slot is granted (for the worker); the web path never calls this."""
     while True:
         verdict = windows.acquire(scope, limit, hold, blockable=True)

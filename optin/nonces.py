@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 
 from .db import Database
 
+if TYPE_CHECKING:
+    import redis
+
 # A few at a time: the first post after a quiet spell must not pay for deleting a whole launch's nonces.
 EXPIRE = sa.text("DELETE FROM used_nonces WHERE nonce IN"
                  " (SELECT nonce FROM used_nonces WHERE expires_at < :now LIMIT 200)")
 USE = sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e) ON CONFLICT (nonce) DO NOTHING")
+
+
+class Nonces(Protocol):
+    """Where used nonces are kept: SqlNonces (the database) or RedisNonces (REDIS_URL)."""
+
+    def use(self, nonce: str, ttl: float) -> bool:
+        """True the first time a nonce is seen; False for a replay."""
+        ...
 
 
 class SqlNonces:
@@ -30,7 +42,7 @@ class SqlNonces:
 
 
 class RedisNonces:
-    def __init__(self, client, prefix: str = "optin:"):
+    def __init__(self, client: redis.Redis, prefix: str = "optin:"):
         self.redis = client
         self.prefix = prefix
 

@@ -6,6 +6,7 @@ import time
 
 import sqlalchemy as sa
 
+from .clock import Clock
 from .db import Database
 
 
@@ -18,7 +19,7 @@ class Pauses:
 
     FRESH_FOR = 1.0
 
-    def __init__(self, db: Database, *, first_check_after: float = 60.0, clock=time.monotonic):
+    def __init__(self, db: Database, *, first_check_after: float = 60.0, clock: Clock = time.monotonic):
         self.db = db
         self.first_check_after = first_check_after
         self.clock = clock
