@@ -18,8 +18,8 @@ keepalive = 5
 # One listening socket per worker (SO_REUSEPORT): the kernel spreads new connections evenly. With one shared
 # socket, whichever worker wakes first takes a burst of keep-alive connections and the other idles (measured:
 # all 32 of wrk's connections on one worker, half the throughput, in about half the runs; again with the front
-# door: 4,216-9,308 req/s shared, 8,501-9,556 per worker). SO_REUSEPORT also lets a second server share the
-# port: on_starting below says so in the log, naming the port.
+# door: 4,216-9,308 req/s shared, 8,501-9,556 per worker). SO_REUSEPORT would also let a second server share the
+# port silently: on_starting below refuses to start then.
 reuse_port = True
 # No periodic restarts: at launch-day rates a 5,000-request limit restarted each worker every few seconds, and
 # every restart showed as a latency spike. Set MAX_REQUESTS to recycle workers if a leak ever needs it.
@@ -33,18 +33,17 @@ errorlog = "-"
 
 
 def on_starting(server):
-    """SO_REUSEPORT lets this server share a port another server already listens on, each taking part of the
-    visitors. That is how a release started beside the old one takes over (tests/test_views.py), so it is
-    allowed, but never silently: the log names the port. (Sockets handed over by a running master or by
-    systemd are this server's own: nothing to check.)"""
+    """SO_REUSEPORT would let this server share a port another server already listens on, each silently taking
+    part of the visitors: refuse to start instead, naming the port. (Sockets handed over by a running master or
+    by systemd are this server's own: nothing to check.)"""
     if os.environ.get("GUNICORN_FD") or os.environ.get("LISTEN_FDS"):
         return
     for address in server.cfg.address:
         if isinstance(address, tuple) and port_taken(*address[:2]):
             host, port = address[:2]
-            server.log.warning("port %s is already in use on %s: another server listens there, and this one "
-                               "will share it, each taking part of the connections. Stop the other server if "
-                               "that is not meant.", port, host or "every interface")
+            server.log.error("port %s is already in use on %s: another server listens there. Stop it, or set PORT "
+                             "to a free port.", port, host or "every interface")
+            raise SystemExit(1)
 
 
 def port_taken(host: str, port: int) -> bool:

@@ -308,30 +308,6 @@ def test_gunicorn_conf_follows_the_platform(monkeypatch, env, bind, workers, thr
     assert config.max_requests == max_requests, "workers are recycled only when MAX_REQUESTS asks"
 
 
-def test_a_second_server_started_on_the_same_port_shares_it(processes, env):
-    """reuse_port: a new release started beside the old one binds instead of failing with "address in use"."""
-    import sys
-
-    import requests
-    from conftest import free_port, wait_until
-
-    port = free_port()
-    full = {**env, "HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1", "ACCESS_LOG": "0"}
-    url = f"http://127.0.0.1:{port}/f/simple"
-
-    def listening(server):
-        if server.proc.poll() is not None:
-            raise AssertionError(f"the server exited:\n{server.output()}")
-        return "Listening at" in server.output() and "Booting worker" in server.output()
-
-    first = processes([sys.executable, "-m", "gunicorn", "app:app"], full, "first")
-    wait_until(lambda: listening(first), 30, "the first server did not start")
-    second = processes([sys.executable, "-m", "gunicorn", "app:app"], full, "second")
-    wait_until(lambda: listening(second), 30, "the second server did not bind the same port")
-    first.stop()
-    assert requests.get(url, timeout=5).status_code == 200, "the second server answers on the port"
-
-
 @pytest.mark.parametrize(("variable", "attribute", "default"), [
     ("CONVERTKIT_API_URL", "api_url", "https://api.convertkit.com/v3/"),
     ("CONVERTKIT_RATE_LIMIT", "rate_limit", "120/60"),
