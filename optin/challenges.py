@@ -6,17 +6,50 @@ import base64
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass
 
 import altcha
 import requests
 
 log = logging.getLogger("optin.challenges")
 
-VERIFY_URLS = {
-    "turnstile": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
-    "hcaptcha": "https://api.hcaptcha.com/siteverify",
-}
-RESPONSE_FIELDS = {"turnstile": "cf-turnstile-response", "hcaptcha": "h-captcha-response", "altcha": "altcha"}
+
+@dataclass(frozen=True)
+class Provider:
+    """One kind of challenge, as the forms file, the settings, the template, the CSP and the check know it."""
+
+    name: str  # forms.toml's `challenge`
+    response_field: str  # the form field the widget posts its answer in
+    verify_url: str | None = None  # a third party's check; None: verified here (ALTCHA)
+    csp_hosts: str = ""  # where the widget loads its script, styles and frames from
+    script_url: str | None = None
+    widget_class: str | None = None  # the class the provider's script looks for
+    secret_variable: str | None = None  # the environment variable with the server-side secret
+
+    @property
+    def third_party(self) -> bool:
+        """Run by another service: the form needs a site key, and the server a secret."""
+        return self.verify_url is not None
+
+    @property
+    def verify_url_variable(self) -> str:
+        """Points the check elsewhere, for tests."""
+        return f"{self.name.upper()}_VERIFY_URL"
+
+
+PROVIDERS = {provider.name: provider for provider in (
+    Provider("turnstile", "cf-turnstile-response",
+             verify_url="https://challenges.cloudflare.com/turnstile/v0/siteverify",
+             csp_hosts="https://challenges.cloudflare.com",
+             script_url="https://challenges.cloudflare.com/turnstile/v0/api.js",
+             widget_class="cf-turnstile", secret_variable="TURNSTILE_SECRET"),
+    Provider("hcaptcha", "h-captcha-response",
+             verify_url="https://api.hcaptcha.com/siteverify",
+             csp_hosts="https://hcaptcha.com https://*.hcaptcha.com",
+             script_url="https://js.hcaptcha.com/1/api.js",
+             widget_class="h-captcha", secret_variable="HCAPTCHA_SECRET"),
+    Provider("altcha", "altcha"),
+)}
 
 
 ALTCHA_MAX_NUMBER = 50_000  # about a quarter of a second of hashing on a phone; a bot pays it per signup
@@ -28,17 +61,16 @@ class Challenges:
         self.settings = settings
         self.nonces = nonces
         self.session = session or requests.Session()
-        self.verify_urls = {**VERIFY_URLS, **settings.challenge_verify_urls}
-        self.secrets = {"turnstile": settings.turnstile_secret, "hcaptcha": settings.hcaptcha_secret}
 
     def verify(self, spec, formdata, client_ip: str | None) -> bool:
         """Server-side verification, always: a widget that only runs in the browser stops no bot."""
-        answer = (formdata.get(RESPONSE_FIELDS[spec.challenge]) or "").strip()
+        provider = PROVIDERS[spec.challenge]
+        answer = (formdata.get(provider.response_field) or "").strip()
         if not answer or len(answer) > 4096:
             return False
-        if spec.challenge == "altcha":
+        if not provider.third_party:
             return self._verify_altcha(answer)
-        return self._verify_remote(spec.challenge, answer, client_ip)
+        return self._verify_remote(provider, answer, client_ip)
 
     def altcha_challenge(self) -> dict:
         """A signed proof-of-work puzzle: no third party, no cookie, solved by form.js before it posts."""
@@ -60,16 +92,18 @@ class Challenges:
         # Each solved puzzle counts once, or one solution would sign up any number of addresses.
         return self.nonces.use("altcha:" + str(signature)[:128], ALTCHA_LIFETIME.total_seconds())
 
-    def _verify_remote(self, kind: str, answer: str, client_ip: str | None) -> bool:
-        secret = self.secrets.get(kind)
+    def _verify_remote(self, provider: Provider, answer: str, client_ip: str | None) -> bool:
+        kind = provider.name
+        secret = self.settings.challenge_secrets.get(kind)
         if not secret:
-            log.error("form uses %s but %s_SECRET is not set; refusing the submission", kind, kind.upper())
+            log.error("form uses %s but %s is not set; refusing the submission", kind, provider.secret_variable)
             return False
         data = {"secret": secret, "response": answer}
         if client_ip:
             data["remoteip"] = client_ip
+        verify_url = self.settings.challenge_verify_urls.get(kind, provider.verify_url)
         try:
-            response = self.session.post(self.verify_urls[kind], data=data, timeout=(3.05, 5))
+            response = self.session.post(verify_url, data=data, timeout=(3.05, 5))
             return bool(response.ok and response.json().get("success") is True)
         except (requests.RequestException, ValueError) as exc:
             log.warning("%s verification failed to answer (%s); refusing the submission", kind, type(exc).__name__)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from .challenges import PROVIDERS, Provider
+
 SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-RESERVED_FIELDS = {"email", "token", "hp", "altcha", "cf-turnstile-response", "h-captcha-response"}
-CHALLENGES = {"turnstile", "hcaptcha", "altcha"}
+RESERVED_FIELDS = {"email", "token", "hp", *(provider.response_field for provider in PROVIDERS.values())}
 
 
 class FormsFileError(ValueError):
@@ -45,6 +46,10 @@ class FormSpec:
     blocked_domains: frozenset[str] = frozenset()
     challenge: str | None = None
     challenge_site_key: str | None = None
+
+    @property
+    def challenge_provider(self) -> Provider | None:
+        return PROVIDERS.get(self.challenge or "")
 
     def allows_origin(self, origin: str | None) -> bool:
         """Absent allowed_origins means any site may embed and post."""
@@ -126,10 +131,10 @@ def _parse_form(slug: str, table: object) -> FormSpec:
         raise FormsFileError(f"{where}, key 'blocked_domains': must be a list of domain names")
 
     challenge = table.get("challenge")
-    if challenge is not None and challenge not in CHALLENGES:
-        raise FormsFileError(f"{where}, key 'challenge': must be one of {', '.join(sorted(CHALLENGES))}")
+    if challenge is not None and challenge not in PROVIDERS:
+        raise FormsFileError(f"{where}, key 'challenge': must be one of {', '.join(sorted(PROVIDERS))}")
     site_key = text("challenge_site_key")
-    if challenge in ("turnstile", "hcaptcha") and not site_key:
+    if challenge is not None and PROVIDERS[challenge].third_party and not site_key:
         raise FormsFileError(f"{where}, key 'challenge_site_key': required for challenge = {challenge!r}")
 
     return FormSpec(

@@ -9,11 +9,6 @@ from flask import Response, abort, request
 
 from .formspec import FormSpec
 
-CHALLENGE_HOSTS = {
-    "turnstile": "https://challenges.cloudflare.com",
-    "hcaptcha": "https://hcaptcha.com https://*.hcaptcha.com",
-}
-
 
 def request_origin() -> str | None:
     """The posting page's origin: Origin when the browser sends it, else the Referer's scheme and host."""
@@ -45,7 +40,8 @@ def check_post_origin(spec: FormSpec) -> None:
 
 @functools.lru_cache(maxsize=1024)
 def form_csp(spec: FormSpec | None, *, embeddable: bool) -> str:
-    hosts = CHALLENGE_HOSTS.get(spec.challenge or "", "") if spec else ""
+    provider = spec.challenge_provider if spec else None
+    hosts = provider.csp_hosts if provider else ""
     form_action = "'self'"
     if spec and spec.redirect_url:
         parts = urlsplit(spec.redirect_url)

@@ -11,6 +11,8 @@ from pathlib import Path
 from convertkit.client import DEFAULT_BASE_URL as V3_URL
 from convertkit.v4 import DEFAULT_BASE_URL as V4_URL
 
+from .challenges import PROVIDERS
+
 API_URLS = {"v3": V3_URL, "v4": V4_URL}
 DEFAULT_API_URL = V3_URL
 
@@ -64,9 +66,8 @@ class Settings:
     max_body_bytes: int = 16 * 1024
     request_read_seconds: float = 10.0
     show_index: bool = False
-    challenge_verify_urls: Mapping[str, str] = field(default_factory=dict)
-    turnstile_secret: str | None = field(default=None, repr=False)
-    hcaptcha_secret: str | None = field(default=None, repr=False)
+    challenge_verify_urls: Mapping[str, str] = field(default_factory=dict)  # by challenges.PROVIDERS name
+    challenge_secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # by name, those set
 
     def __repr__(self) -> str:  # the dataclass repr would print secrets
         return f"Settings(api_url={self.api_url!r}, database_url=<hidden>, forms_file={str(self.forms_file)!r})"
@@ -121,11 +122,9 @@ class Settings:
         if redis_url and not redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("REDIS_URL must be a redis:// or rediss:// URL")
 
-        verify_urls = {
-            kind: env[f"{kind.upper()}_VERIFY_URL"]
-            for kind in ("turnstile", "hcaptcha")
-            if env.get(f"{kind.upper()}_VERIFY_URL")
-        }
+        third_parties = [provider for provider in PROVIDERS.values() if provider.third_party]
+        verify_urls = {p.name: env[p.verify_url_variable] for p in third_parties if env.get(p.verify_url_variable)}
+        challenge_secrets = {p.name: env[p.secret_variable] for p in third_parties if env.get(p.secret_variable)}
 
         return cls(
             secret_key=required("SECRET_KEY"),
@@ -155,6 +154,5 @@ class Settings:
             request_read_seconds=number("REQUEST_READ_SECONDS", 10.0, minimum=1),
             show_index=(env.get("SHOW_INDEX") or "").strip().lower() in {"1", "true", "yes", "on"},
             challenge_verify_urls=verify_urls,
-            turnstile_secret=env.get("TURNSTILE_SECRET") or None,
-            hcaptcha_secret=env.get("HCAPTCHA_SECRET") or None,
+            challenge_secrets=challenge_secrets,
         )
