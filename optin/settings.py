@@ -83,6 +83,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Each variable not set takes the field's default above (`cls.<field>`), so defaults live in one place."""
         env = os.environ if env is None else env
 
         def required(name: str) -> str:
@@ -91,7 +92,7 @@ class Settings:
                 raise ConfigError(f"{name} is not set: the server refuses to start without it (see .env.example)")
             return value
 
-        def number(name: str, default: float, *, minimum: float = 0) -> float:
+        def number(name: str, default: float | None, *, minimum: float = 0) -> float | None:
             raw = env.get(name)
             if raw is None or raw.strip() == "":
                 return default
@@ -107,7 +108,7 @@ class Settings:
             raw = env.get(name)
             return default if not raw else RateLimit.parse(raw, name=name)
 
-        api_version = (env.get("CONVERTKIT_API_VERSION") or "v3").strip().lower()
+        api_version = (env.get("CONVERTKIT_API_VERSION") or cls.api_version).strip().lower()
         if api_version not in API_URLS:
             raise ConfigError("CONVERTKIT_API_VERSION must be v3 or v4")
         api_url = (env.get("CONVERTKIT_API_URL") or API_URLS[api_version]).strip()
@@ -135,23 +136,23 @@ class Settings:
             api_secret=(env.get("CONVERTKIT_API_SECRET") or "").strip() or None,
             api_url=api_url,
             api_version=api_version,
-            forms_file=Path(env.get("FORMS_FILE") or "forms.toml"),
+            forms_file=Path(env.get("FORMS_FILE") or cls.forms_file),
             database_url=database_url,
             redis_url=redis_url,
-            rate_limit=limit("CONVERTKIT_RATE_LIMIT", RateLimit(120, 60)),
-            trusted_proxy_hops=int(number("TRUSTED_PROXY_HOPS", 1)),
-            api_timeout=number("CONVERTKIT_TIMEOUT", 5.0, minimum=0.1),
-            retry_budget_hours=number("DELIVERY_RETRY_HOURS", 72.0, minimum=0.0001),
-            retry_base_seconds=number("DELIVERY_RETRY_BASE_SECONDS", 10.0, minimum=0.01),
-            check_hours=number("DELIVERY_CHECK_HOURS", 1.0, minimum=0.0001),
-            pause_check_seconds=number("DELIVERY_PAUSE_CHECK_SECONDS", 60.0, minimum=0.1),
-            lease_seconds=number("DELIVERY_LEASE_SECONDS", 0) or None,
-            ip_limit=limit("RATE_LIMIT_PER_IP", RateLimit(10, 60)),
-            email_limit=limit("RATE_LIMIT_PER_EMAIL", RateLimit(5, 86400)),
-            min_fill_seconds=number("MIN_FILL_SECONDS", 2.0),
-            token_max_age=number("TOKEN_MAX_AGE", 6 * 3600, minimum=1),
-            max_body_bytes=int(number("MAX_BODY_BYTES", 16 * 1024, minimum=1024)),
-            request_read_seconds=number("REQUEST_READ_SECONDS", 10.0, minimum=1),
+            rate_limit=limit("CONVERTKIT_RATE_LIMIT", cls.rate_limit),
+            trusted_proxy_hops=int(number("TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops)),
+            api_timeout=number("CONVERTKIT_TIMEOUT", cls.api_timeout, minimum=0.1),
+            retry_budget_hours=number("DELIVERY_RETRY_HOURS", cls.retry_budget_hours, minimum=0.0001),
+            retry_base_seconds=number("DELIVERY_RETRY_BASE_SECONDS", cls.retry_base_seconds, minimum=0.01),
+            check_hours=number("DELIVERY_CHECK_HOURS", cls.check_hours, minimum=0.0001),
+            pause_check_seconds=number("DELIVERY_PAUSE_CHECK_SECONDS", cls.pause_check_seconds, minimum=0.1),
+            lease_seconds=number("DELIVERY_LEASE_SECONDS", cls.lease_seconds) or None,  # 0 too: the default
+            ip_limit=limit("RATE_LIMIT_PER_IP", cls.ip_limit),
+            email_limit=limit("RATE_LIMIT_PER_EMAIL", cls.email_limit),
+            min_fill_seconds=number("MIN_FILL_SECONDS", cls.min_fill_seconds),
+            token_max_age=number("TOKEN_MAX_AGE", cls.token_max_age, minimum=1),
+            max_body_bytes=int(number("MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024)),
+            request_read_seconds=number("REQUEST_READ_SECONDS", cls.request_read_seconds, minimum=1),
             show_index=(env.get("SHOW_INDEX") or "").strip().lower() in {"1", "true", "yes", "on"},
             challenge_verify_urls=verify_urls,
             challenge_secrets=challenge_secrets,
