@@ -52,6 +52,7 @@ from bench.common import (
     write_json,
 )
 from optin.db import Database
+from optin.settings import ConfigError, RateLimit
 from optin.signups import Signups
 
 RATE_BUDGET = 0.95
@@ -72,22 +73,12 @@ def faults(timeout: float = FAULT_TIMEOUT) -> list[dict]:
     ]
 
 
-@dataclass(frozen=True)
-class Limit:
-    count: int
-    seconds: float
-
-    @classmethod
-    def parse(cls, text: str) -> Limit:
-        count, seconds = text.split("/")
-        return cls(int(count), float(seconds))
-
-    def __str__(self) -> str:
-        return f"{self.count}/{self.seconds:g}"
-
-    @property
-    def per_second(self) -> float:
-        return self.count / self.seconds
+def parse_limit(text: str) -> RateLimit:
+    """N/S read by the app's own parser (CONVERTKIT_RATE_LIMIT's); on the command line a bad one is a usage error."""
+    try:
+        return RateLimit.parse(text, name="the limit")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 @dataclass
@@ -197,7 +188,7 @@ def app_possible_duplicates(database_url: str) -> int:
         database.dispose()
 
 
-def sandbox_view(sandbox_url: str, accepted: list[str], limit: Limit) -> dict:
+def sandbox_view(sandbox_url: str, accepted: list[str], limit: RateLimit) -> dict:
     """What ConvertKit saw: arrivals per window, 429s, and each accepted address's subscription count."""
     log = requests.get(sandbox_url + "/_sandbox/requests", timeout=30).json()
     arrivals = sorted(entry["at"] for entry in log)
@@ -247,7 +238,7 @@ def _address(entry: dict) -> str | None:
     return value.lower() if isinstance(value, str) else None
 
 
-def run(*, count: int, limit: Limit, latency: float, clients: int, log_dir: Path,
+def run(*, count: int, limit: RateLimit, latency: float, clients: int, log_dir: Path,
         database_url: str | None = None, faulty: bool = False, kills: int = 0, workers: int = 1,
         version: str = "v3") -> dict:
     """One full run in `log_dir` (which also holds the database, unless `database_url` names one); the figures
@@ -308,7 +299,7 @@ def wait_idle(sandbox_url: str, timeout: float = 30) -> None:
 
 def checks(result: dict) -> list[Check]:
     """Each figure against its budget; the informational ones carry no verdict."""
-    burst, seen, limit = result["burst"], result["sandbox"], Limit.parse(result["config"]["limit"])
+    burst, seen, limit = result["burst"], result["sandbox"], parse_limit(result["config"]["limit"])
     fraction, whole = seen["backlog_rate_fraction"], seen["backlog_rate_fraction_whole"]
     return [
         Check("signups accepted", f"{burst['accepted']}/{result['config']['count']}", "all",
@@ -339,7 +330,7 @@ def checks(result: dict) -> list[Check]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=500, help="signups in the burst (default 500)")
-    parser.add_argument("--limit", type=Limit.parse, default=Limit(20, 10),
+    parser.add_argument("--limit", type=parse_limit, default=RateLimit(20, 10),
                         help="ConvertKit's limit, N/S, set on both the sandbox and the app (default 20/10)")
     parser.add_argument("--latency", type=float, default=0.3, help="the sandbox's answer time (default 0.3 s)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent posting clients (default 32)")

@@ -53,6 +53,7 @@ from bench.common import (
     write_json,
     wrk_available,
 )
+from optin.settings import RateLimit
 
 BUDGETS = {
     # intake_ratio: a form post writes four rows in one commit (spent token, client window, address window,
@@ -354,7 +355,7 @@ def checks(results: dict, connections: int) -> list[Check]:
     render, intake, weight = results["render"], results["intake"], results["weight"]
     slow = results["slow_clients"]
     dseen = results["delivery"]["sandbox"]
-    dlimit = delivery.Limit.parse(results["delivery"]["config"]["limit"])
+    dlimit = delivery.parse_limit(results["delivery"]["config"]["limit"])
     steady, whole = dseen["backlog_rate_fraction"], dseen["backlog_rate_fraction_whole"]
     startup = median(results["startup_s"])
     bound = "≥ " if intake["lower_bound"] else ""
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
     parser.add_argument("--delivery-count", type=int, default=100, help="signups in the delivery run (100)")
-    parser.add_argument("--delivery-limit", type=delivery.Limit.parse, default=delivery.Limit(20, 10),
+    parser.add_argument("--delivery-limit", type=delivery.parse_limit, default=RateLimit(20, 10),
                         help="ConvertKit limit for the delivery run (default 20/10)")
     parser.add_argument("--database-url", metavar="postgresql://…",
                         help="run every part on this PostgreSQL database, in schemas of its own that are dropped "

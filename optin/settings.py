@@ -38,6 +38,10 @@ class RateLimit:
     def __str__(self) -> str:
         return f"{self.count}/{self.seconds:g}"
 
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
 
 @dataclass(frozen=True)
 class Settings:
