@@ -28,3 +28,18 @@ def test_the_button_asks_for_or_generates_every_variable_the_app_needs():
                 if "generator" in spec or "value" in spec or spec.get("required")}
     Settings.from_env({**deployed, "DATABASE_URL": "postgres://u:p@h/db"})  # a ConfigError names what is missing
     assert env["SECRET_KEY"]["generator"] == "secret"
+
+
+def test_an_installed_copy_has_every_package():
+    """Platforms install the project (`.` in requirements.txt, `pip install .` in the Dockerfile): a subpackage
+    the build leaves out (optin.db, convertkit.sandbox) would break `flask migrate` and the worker there."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    built = set(find_packages(str(ROOT), **config.get("packages", {}).get("find", {}))) \
+        if "find" in config.get("packages", {}) else set(config.get("packages", []))
+    present = {str(p.parent.relative_to(ROOT)).replace("/", ".") for name in ("optin", "convertkit")
+               for p in (ROOT / name).rglob("__init__.py")}
+    assert present <= built, f"left out of an installed copy: {sorted(present - built)}"
