@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import sqlalchemy as sa
 
@@ -35,9 +36,13 @@ TWIN_WINDOW = 600.0  # seconds in which the same details on the same form are th
 RECORD_RETRY_EVERY = 1.0  # seconds between tries to record an answer the database refused
 
 
+# partial: one call of several (v4) done, the next due at once
+OutcomeKind = Literal["delivered", "partial", "rejected", "retry", "paused"]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # delivered | partial (a call of several done) | rejected | retry | paused
+    kind: OutcomeKind
     message: str | None = None  # for rejected: ConvertKit's words, shown in the form
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, field
+from typing import Literal
 
 from .addresses import canonical
 from .delivery import Delivery
@@ -22,10 +23,13 @@ log = logging.getLogger("optin.intake")
 
 FORM_ERRORS = "_form"
 
+# A refused token is "invalid": the form comes back (422) with the reason and a fresh token.
+ResultKind = Literal["accepted", "invalid", "limited"]
+
 
 @dataclass
 class Result:
-    kind: str  # accepted | invalid | limited | refused
+    kind: ResultKind
     form: SignupForm
     status: int = 200
     errors: dict[str, list[str]] = field(default_factory=dict)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final, Literal
 
 import sqlalchemy as sa
 
 from .db import Database
 from .pseudonyms import mask_email
 
-PENDING, DELIVERED, REJECTED, FAILED = "pending", "delivered", "rejected", "failed"
-STATUSES = (PENDING, DELIVERED, REJECTED, FAILED)
+Status = Literal["pending", "delivered", "rejected", "failed"]  # as stored in signups.status
+PENDING: Final = "pending"
+DELIVERED: Final = "delivered"
+REJECTED: Final = "rejected"
+FAILED: Final = "failed"
+STATUSES: tuple[Status, ...] = (PENDING, DELIVERED, REJECTED, FAILED)
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class Signup:
     first_name: str | None = None
     fields: dict = field(default_factory=dict)
     tags: tuple[int, ...] = ()
-    status: str = PENDING
+    status: Status = PENDING
     attempts: int = 0
     created_at: float = 0.0
     next_attempt_at: float = 0.0
@@ -209,7 +214,7 @@ class Signups:
             row = conn.execute(sa.text("SELECT * FROM signups WHERE id = :id"), {"id": signup_id}).first()
         return Signup.from_row(row) if row else None
 
-    def find(self, *, status: str | None = None, form: str | None = None, email: str | None = None,
+    def find(self, *, status: Status | None = None, form: str | None = None, email: str | None = None,
              limit: int | None = None) -> list[Signup]:
         where, params = [], {"status": status, "form": form, "email": (email or "").strip().lower()}
         if status:
