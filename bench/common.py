@@ -11,7 +11,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.processes import ROOT, ChildProcess
+
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
 WRK_SCRIPT = BENCH / "wrk.lua"
@@ -64,33 +64,18 @@ def median(values: list[float]) -> float | None:
 
 # Processes -------------------------------------------------------------------------------------------------
 
-class Service:
-    """A child process in its own session (so stopping it stops its gunicorn workers too), logging to a file."""
+class Service(ChildProcess):
+    """One of a run's processes, named, logging to `<name>.log` in the run's folder."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
         self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "ab")
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        self.url = ""
+        super().__init__(argv, env, log_dir / f"{name}.log", append=True)
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def output(self, tail: int | None = 3000) -> str:
+        return super().output(tail)
 
-    def output(self, tail: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:]
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.alive():
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self._log.close()
+    def stop(self, timeout: float = 20) -> int:
+        return super().stop(timeout)
 
 
 class Services:

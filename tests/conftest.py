@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from bench.processes import ChildProcess
 from convertkit.sandbox import SandboxServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,42 +199,16 @@ def redis_url():
 
 # Real processes ----------------------------------------------------------------------------------------------
 
-class Process:
-    """A child process (gunicorn or a worker) whose output is kept for the failure message."""
+@pytest.fixture
+def processes(tmp_path):
+    """Start a child process (gunicorn, a worker) on this test's settings; all are stopped after the test."""
+    started: list[ChildProcess] = []
 
-    def __init__(self, args, env, log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "wb")
+    def start(args, env, name):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVERTKIT_", "DATABASE_URL"))}
         full_env.update(env)
         full_env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-
-    def stop(self, timeout: float = 30) -> int:
-        self.signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(10)
-        self.log.close()
-        return self.proc.returncode
-
-
-@pytest.fixture
-def processes(tmp_path):
-    started: list[Process] = []
-
-    def start(args, env, name):
-        process = Process(args, env, tmp_path / f"{name}-{len(started)}.log")
+        process = ChildProcess(args, full_env, tmp_path / f"{name}-{len(started)}.log")
         started.append(process)
         return process
 
