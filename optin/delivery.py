@@ -46,6 +46,18 @@ class Outcome:
     message: str | None = None  # for rejected: ConvertKit's words, shown in the form
 
 
+@dataclass(frozen=True)
+class Paused:
+    """What delivery waits on: the whole account (ConvertKit refused the key: 401/403), and forms it has not got
+    (404). The worker checks each with ConvertKit now and then, and lifts it when ConvertKit accepts it again."""
+
+    account: bool = False
+    forms: frozenset[int] = frozenset()
+
+    def holds(self, form_id: int) -> bool:
+        return self.account or form_id in self.forms
+
+
 def form_scope(form_id: int) -> str:
     return f"form:{form_id}"
 
@@ -83,12 +95,12 @@ class Delivery:
         self._recorder: threading.Thread | None = None
         self._recorder_lock = threading.Lock()
 
-    def paused_forms(self, paused: list[dict] | None = None) -> list[int] | None:
-        """Form ids not to deliver now; None when the whole account is paused."""
-        paused = self.pauses.active() if paused is None else paused
-        if any(p["scope"] == ACCOUNT for p in paused):
-            return None
-        return [int(p["scope"].split(":", 1)[1]) for p in paused if p["scope"].startswith("form:")]
+    def paused(self, active: list[dict] | None = None) -> Paused:
+        """What not to deliver now, from the pauses table's rows (`active`; read, a second old at most, if None)."""
+        active = self.pauses.active() if active is None else active
+        return Paused(account=any(p["scope"] == ACCOUNT for p in active),
+                      forms=frozenset(int(p["scope"].split(":", 1)[1]) for p in active
+                                      if p["scope"].startswith("form:")))
 
     def may_try_now(self, form_id: int) -> bool:
         """Whether a web request may try its signup at once (see reserve): not while the form or the account is
@@ -99,10 +111,10 @@ class Delivery:
         now = self.clock()
         if now < self._full_until or now < self._queued_until or now < self._slow_until:
             return False
-        paused = self.paused_forms()  # a second old at most: fine for the web
-        if paused is None or form_id in paused:
+        paused = self.paused()  # a second old at most: fine for the web
+        if paused.holds(form_id):
             return False
-        if self.signups.has_due(paused):
+        if self.signups.has_due(paused.forms):
             self._queued_until = now + QUEUE_RECHECK
             return False
         return True

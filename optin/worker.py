@@ -60,14 +60,14 @@ class Worker:
         if paused and self.housekeeper:
             self.check_pauses(paused)
             paused = self.pauses.active(fresh=True)
-        paused_forms = self.delivery.paused_forms(paused)
-        if paused_forms is None or not self.signups.has_due(paused_forms):
+        paused_now = self.delivery.paused(paused)
+        if paused_now.account or not self.signups.has_due(paused_now.forms):
             return False
         verdict = wait_for_slot(self.delivery.windows, self.delivery.rate_scope, self.delivery.settings.rate_limit,
                                 self.delivery.hold, stop=self.stop)
         if not verdict:
             return False
-        claimed = self.signups.claim(self.name, lease_seconds=self.lease_seconds, paused_forms=paused_forms)
+        claimed = self.signups.claim(self.name, lease_seconds=self.lease_seconds, paused_forms=paused_now.forms)
         if not claimed:
             self.delivery.windows.cancel(verdict.slot)
             return False

@@ -30,6 +30,9 @@ def test_refusals_pause_the_key_or_the_form_and_keep_the_signup(services, ck, st
     ck.faults([{"status": status, "path_contains": "subscribe"}])
     assert step(services)
     assert [p["scope"] for p in services.delivery.pauses.active(fresh=True)] == [scope]
+    paused = services.delivery.paused(services.delivery.pauses.active(fresh=True))
+    assert paused.account == (scope == "account") and paused.holds(4243)
+    assert paused.holds(999) == (scope == "account"), "a form's pause holds back that form only"
     kept = services.signups.get(signup.id)
     assert kept.status == "pending" and str(status) in kept.last_error
 
