@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +19,7 @@ import convertkit
 
 from . import steps
 from .clock import Clock
-from .limiter import Slot, Windows
+from .limiter import HeldSlot, Slot, Windows, held
 from .pauses import Pauses
 from .pseudonyms import fingerprint, mask_email
 from .settings import Settings
@@ -118,6 +119,15 @@ class Delivery:
             self._queued_until = now + QUEUE_RECHECK
             return False
         return True
+
+    def slot(self, *, wait: bool = False,
+             stop: threading.Event | None = None) -> AbstractContextManager[HeldSlot | None]:
+        """A slot of ConvertKit's window for the worker's calls, ended on leaving the block (limiter.held): with
+        `wait`, blocks until one is free or `stop` is set; without, None at once when the window is full."""
+        return held(self.windows, self.rate_scope, self.settings.rate_limit, self.hold, wait=wait, stop=stop)
+
+    def sweep_windows(self) -> int:
+        return self.windows.sweep()
 
     def reserve(self) -> Slot | None:
         """A slot for the web request's single attempt, only if the shared limit has room right now and fewer

@@ -10,8 +10,10 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -217,3 +219,49 @@ def wait_for_slot(windows: Windows, scope: str, limit: RateLimit, hold: float, *
             stop.wait(pause)
         else:
             time.sleep(pause)
+
+
+T = TypeVar("T")
+
+
+class HeldSlot:
+    """A blockable scope's slot (ConvertKit's), from acquire to its end; see held()."""
+
+    def __init__(self, slot: Slot):
+        self.slot = slot
+        self.sent = False  # a call went out on it: it counts from the answer
+        self.handed_over = False  # someone else ends it (Delivery.deliver, in the commit of the signup's outcome)
+
+    def send(self, call: Callable[[], T]) -> T:
+        """Make the one call this slot is for."""
+        self.sent = True
+        return call()
+
+    def hand_over(self) -> Slot:
+        self.handed_over = True
+        return self.slot
+
+
+@contextmanager
+def held(windows: Windows, scope: str, limit: RateLimit, hold: float, *, wait: bool = False,
+         stop: threading.Event | None = None) -> Iterator[HeldSlot | None]:
+    """One owner of a slot's life: None when none was granted (at once, or after waiting, with `wait`, until one
+    is or `stop` is set). On leaving, a slot a call went out on is finished, one nobody used is cancelled, and one
+    handed over is left to its new owner."""
+    if wait:
+        verdict = wait_for_slot(windows, scope, limit, hold, stop=stop)
+    else:
+        verdict = windows.acquire(scope, limit, hold, blockable=True)
+    if verdict.slot is None:
+        yield None
+        return
+    slot = HeldSlot(verdict.slot)
+    try:
+        yield slot
+    finally:
+        if slot.handed_over:
+            pass
+        elif slot.sent:
+            windows.finish(slot.slot)
+        else:
+            windows.cancel(slot.slot)

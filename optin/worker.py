@@ -15,7 +15,6 @@ import convertkit
 
 from . import account, heartbeats
 from .delivery import ACCOUNT, Delivery
-from .limiter import wait_for_slot
 
 log = logging.getLogger("optin.worker")
 
@@ -63,21 +62,19 @@ class Worker:
         paused_now = self.delivery.paused(paused)
         if paused_now.account or not self.signups.has_due(paused_now.forms):
             return False
-        verdict = wait_for_slot(self.delivery.windows, self.delivery.rate_scope, self.delivery.settings.rate_limit,
-                                self.delivery.hold, stop=self.stop)
-        if not verdict:
-            return False
-        claimed = self.signups.claim(self.name, lease_seconds=self.lease_seconds, paused_forms=paused_now.forms)
-        if not claimed:
-            self.delivery.windows.cancel(verdict.slot)
-            return False
-        self.delivery.deliver(claimed[0], self.name, verdict.slot)
+        with self.delivery.slot(wait=True, stop=self.stop) as slot:
+            if slot is None:
+                return False
+            claimed = self.signups.claim(self.name, lease_seconds=self.lease_seconds, paused_forms=paused_now.forms)
+            if not claimed:
+                return False  # nothing was sent: the slot is cancelled
+            self.delivery.deliver(claimed[0], self.name, slot.hand_over())
         return True
 
     def sweep(self) -> None:
         if self.housekeeper and time.monotonic() - self._last_sweep >= SWEEP_EVERY:
             self._last_sweep = time.monotonic()
-            self.delivery.windows.sweep()
+            self.delivery.sweep_windows()
 
     def check_pauses(self, paused: list[dict]) -> None:
         """Ask ConvertKit whether a paused key or form works again; resume by itself when it does."""
@@ -85,19 +82,16 @@ class Worker:
         due = [p for p in paused if p["next_check_at"] <= now]
         if not due:
             return
-        verdict = self.delivery.windows.acquire(self.delivery.rate_scope, self.delivery.settings.rate_limit,
-                                                self.delivery.hold, blockable=True)
-        if not verdict:
-            return
-        try:
-            forms = self.delivery.client.forms()
-        except convertkit.ConvertKitError as exc:
-            for pause in due:
-                self.pauses.reschedule(pause["scope"], pause["checks"])
-            log.error("delivery still paused: the check against ConvertKit failed (%s)", type(exc).__name__)
-            return
-        finally:
-            self.delivery.windows.finish(verdict.slot)
+        with self.delivery.slot() as slot:
+            if slot is None:
+                return
+            try:
+                forms = slot.send(self.delivery.client.forms)
+            except convertkit.ConvertKitError as exc:
+                for pause in due:
+                    self.pauses.reschedule(pause["scope"], pause["checks"])
+                log.error("delivery still paused: the check against ConvertKit failed (%s)", type(exc).__name__)
+                return
         form_ids = {int(f["id"]) for f in forms if "id" in f}
         for pause in due:
             scope = pause["scope"]
@@ -111,22 +105,19 @@ class Worker:
 def check_key(delivery: Delivery) -> None:
     """Once at start: a key that works only with the other API version looks like a wrong key (401) to every
     delivery; say what it is, plainly and once, instead of leaving the operator to guess from pauses."""
-    for _ in range(2):  # the forms call, and the probe of the other version
-        verdict = delivery.windows.acquire(delivery.rate_scope, delivery.settings.rate_limit, delivery.hold,
-                                           blockable=True)
-        if not verdict:
-            return  # the window is busy: no start-up check is worth a signup's slot
-        try:
-            if _ == 0:
-                delivery.client.forms()
+    for probe in (False, True):  # the forms call, then the probe of the other version
+        with delivery.slot() as slot:
+            if slot is None:
+                return  # the window is busy: no start-up check is worth a signup's slot
+            try:
+                if not probe:
+                    slot.send(delivery.client.forms)
+                    return
+                works_with = slot.send(lambda: account.other_version(delivery.client))
+            except convertkit.Unauthorized:
+                continue
+            except convertkit.ConvertKitError:
                 return
-            works_with = account.other_version(delivery.client)
-        except convertkit.Unauthorized:
-            continue
-        except convertkit.ConvertKitError:
-            return
-        finally:
-            delivery.windows.finish(verdict.slot)
         if works_with:
             log.error(account.wrong_version_message(delivery.settings.api_version, works_with))
         return
