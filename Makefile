@@ -40,8 +40,11 @@ test: $(STAMP) browser-deps
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not browser"
 
+# Lint, the formatter's check and the types (mypy's settings are in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # `make bench`: the performance budgets in one table (docs/performance.md). wrk drives the web server: it is
 # installed from Debian's packages when missing and we are root; otherwise the bench stops and says so.

@@ -25,7 +25,6 @@ from convertkit import (
     RateLimited,
     Redirected,
     ServerError,
-    StatusError,
     Unauthorized,
     error_for_status,
 )
