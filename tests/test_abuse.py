@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from conftest import extract_token
+from support import extract_token
 
 ENTRY_POINTS = [pytest.param(("f", False), id="iframe-form"), pytest.param(("p", False), id="landing-page"),
                 pytest.param(("f", True), id="json")]
@@ -191,7 +191,7 @@ def test_logs_carry_no_address_and_no_secret(client, ck, caplog):
     send(client, "simple", {"token": fresh_token(client), "email": "someone.private@example.com"})
     send(client, "simple", {"token": fresh_token(client), "email": "someone.private@example.com", "hp": "x"})
     assert "someone.private" not in caplog.text
-    from conftest import API_KEY, API_SECRET
+    from support import API_KEY, API_SECRET
     assert API_KEY not in caplog.text and API_SECRET not in caplog.text
 
 

@@ -77,7 +77,7 @@ def test_import_prints_then_writes_complete_entries(make_app, env, ck, version, 
 
 
 def test_the_worker_says_once_at_start_that_the_key_is_for_the_other_version(env, ck, worker):
-    from conftest import wait_until
+    from support import wait_until
 
     settings = {**v4_env(env, ck), "CONVERTKIT_API_KEY": ck.api_key}  # a v3 key with v4 configured
     process = worker(settings)

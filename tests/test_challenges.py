@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 
 import altcha
 import pytest
-from conftest import extract_token
+from support import extract_token
 
 CHALLENGE_TOML = """
 [forms.turnstile]

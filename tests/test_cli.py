@@ -7,10 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from support import ROOT, record
 
 from optin.db import MIGRATIONS, Database
-from tests.integration.test_delivery import record
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import csv
 import time
 
 import pytest
-from conftest import FORMS_TOML
+from support import FORMS_TOML
 
 
 @pytest.fixture

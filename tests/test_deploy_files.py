@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import ROOT
+from support import ROOT
 
 from optin.settings import Settings
 

@@ -7,7 +7,7 @@ import logging
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import extract_token
+from support import extract_token
 
 
 def token_for(client, slug="simple"):

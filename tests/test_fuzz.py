@@ -3,9 +3,9 @@
 import json
 
 import pytest
-from conftest import API_KEY, API_SECRET, SECRET_KEY
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import API_KEY, API_SECRET, SECRET_KEY
 
 ROUTES = ["/f/launch", "/p/launch", "/f/simple", "/f/nope", "/p/%2e%2e", "/f/launch/thanks"]
 MARKER = "<script>alert(1)</script>"
@@ -45,7 +45,7 @@ def requests_(draw):
 def test_no_5xx_no_echo_no_secret(client, request):
     route, body, headers = request
     if VALID.encode() in body:
-        from conftest import extract_token
+        from support import extract_token
 
         token = extract_token(client.get("/f/launch").get_data(as_text=True))
         body = body.replace(VALID.encode(), token.encode())
@@ -95,7 +95,7 @@ def hostile_(draw):
 def test_hostile_input_is_a_clean_answer_with_nosniff_and_no_foreign_redirect(client, services, request):
     from urllib.parse import urlsplit
 
-    from conftest import extract_token
+    from support import extract_token
 
     method, route, body, headers = request
     if VALID.encode() in body:

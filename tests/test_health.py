@@ -1,9 +1,7 @@
 """/healthz: what an uptime monitor sees."""
 
 import sqlalchemy as sa
-from conftest import extract_token
-
-from tests.integration.test_delivery import record
+from support import extract_token, record
 
 
 def test_backlog_and_oldest_pending(client, services):

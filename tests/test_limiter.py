@@ -6,7 +6,7 @@ import time
 import pytest
 
 from optin.db import Database
-from optin.limiter import RedisWindows, SqlWindows
+from optin.limiter import RedisWindows, SqlWindows, held
 from optin.settings import RateLimit
 
 
@@ -55,6 +55,29 @@ def test_a_cancelled_slot_frees_its_place(windows):
     verdict = windows.acquire("k", limit, hold=5)
     windows.cancel(verdict.slot)
     assert windows.acquire("k", limit)
+
+
+def test_a_held_slot_ends_by_how_it_was_used(windows):
+    """held() owns a slot's life: cancelled when nothing was sent (also on an error), finished when a call went out
+    (it counts one window from the answer), left alone when handed over (its new owner ends it)."""
+    limit, hold = RateLimit(1, 60), 30
+    with held(windows, "unused", limit, hold) as slot:
+        assert slot is not None
+    with pytest.raises(RuntimeError), held(windows, "failed", limit, hold) as slot:
+        raise RuntimeError("before sending")
+    assert windows.acquire("unused", limit) and windows.acquire("failed", limit), "nothing sent: room again"
+    with held(windows, "sent", limit, hold) as slot:
+        assert slot.send(lambda: "answer") == "answer"
+        with held(windows, "sent", limit, hold) as full:
+            assert full is None
+    assert 59 < windows.acquire("sent", limit).wait <= 60, "finished: one window from the answer"
+    with held(windows, "handed", limit, hold) as slot:
+        slot.hand_over()
+    assert windows.acquire("handed", limit).wait > 85, "handed over: still held until its owner ends it"
+    stop = threading.Event()
+    stop.set()
+    with held(windows, "handed", limit, hold, wait=True, stop=stop) as slot:
+        assert slot is None, "waiting gives up once told to stop"
 
 
 def test_a_block_stops_everyone_and_strikes_grow(windows):
@@ -126,7 +149,7 @@ def test_a_signup_that_could_not_be_stored_gives_its_convertkit_slot_back_in_red
     next signup until the window ends (here: a minute, the whole limit)."""
     import redis
     import sqlalchemy as sa
-    from conftest import extract_token
+    from support import extract_token
 
     app = make_app(REDIS_URL=redis_url, CONVERTKIT_RATE_LIMIT="1/60")
     services, client = app.extensions["optin"], app.test_client()

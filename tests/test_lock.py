@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from support import ROOT
 
 FILES = ["pyproject.toml", "README.md", "requirements.in", "requirements.txt", "requirements-dev.txt",
          ".python-version", "bin/lock"]

@@ -1,8 +1,8 @@
 """Form documents after the first: served from the page cache in front of Flask, and the same as Flask's answer."""
 
 import pytest
-from conftest import extract_token
 from flask import request_started
+from support import extract_token
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
 

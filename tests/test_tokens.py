@@ -1,5 +1,5 @@
 import pytest
-from conftest import extract_token
+from support import extract_token
 
 from optin.tokens import TokenProblem, TokenSigner
 

@@ -4,7 +4,7 @@ import re
 import time
 
 import pytest
-from conftest import API_KEY, API_SECRET, SECRET_KEY, extract_token
+from support import API_KEY, API_SECRET, SECRET_KEY, extract_token
 
 
 def errors_in(html: str) -> list[str]:
@@ -277,8 +277,8 @@ def gunicorn_config(monkeypatch, **env):
     """The settings `gunicorn app:app` takes from gunicorn.conf.py under this environment."""
     import runpy
 
-    from conftest import ROOT
     from gunicorn.config import Config
+    from support import ROOT
 
     for name in ("HOST", "PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "MAX_REQUESTS"):
         monkeypatch.delenv(name, raising=False)

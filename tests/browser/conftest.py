@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, skip_or_fail
+from support import ROOT, skip_or_fail
 
 # Playwright's own browser download does not work everywhere (and CI installs Debian's chromium): always launch
 # the system Chromium. --no-sandbox because CI containers run as root; the rest keep the browser off the network.
@@ -180,9 +180,3 @@ def make_host_site() -> Iterator:
     yield make
     for site in sites:
         site.close()
-
-
-def host_page(body: str, title: str = "A customer's website") -> str:
-    """A minimal, valid page of the customer's site around some embed code."""
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f'<link rel="icon" href="data:,"></head><body><h1>{title}</h1>{body}</body></html>')

@@ -6,9 +6,7 @@ Real browser, real gunicorn, the ConvertKit sandbox behind it."""
 from __future__ import annotations
 
 import pytest
-from conftest import FORMS_TOML
-
-from .conftest import host_page
+from support import FORMS_TOML, host_page
 
 try:
     from playwright.sync_api import expect

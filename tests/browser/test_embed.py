@@ -11,8 +11,7 @@ import re
 from urllib.parse import quote
 
 import pytest
-
-from .conftest import host_page
+from support import host_page
 
 try:
     from playwright.sync_api import expect

@@ -6,8 +6,16 @@ import time
 
 import pytest
 import requests
-from conftest import extract_token, wait_until
-from support import delivered_emails, fast_env, record, subscriptions, v4_env, wait_all_finished
+from support import (
+    delivered_emails,
+    extract_token,
+    fast_env,
+    record,
+    subscriptions,
+    v4_env,
+    wait_all_finished,
+    wait_until,
+)
 
 
 @pytest.mark.parametrize("faults", [
@@ -45,7 +53,7 @@ def test_every_accepted_signup_is_delivered_once_through_faults(make_app, env, c
 
 
 def test_connection_refused_until_convertkit_comes_back(make_app, env, ck, worker):
-    from conftest import free_port
+    from support import free_port
 
     from convertkit.sandbox import SandboxServer
 

@@ -10,8 +10,7 @@ import threading
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import extract_token, wait_until
-from support import fast_env, record, subscriptions, v4_env, wait_all_finished
+from support import extract_token, fast_env, record, subscriptions, v4_env, wait_all_finished, wait_until
 
 from optin.worker import Worker
 

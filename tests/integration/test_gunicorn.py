@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import requests
-from conftest import API_KEY, API_SECRET, ROOT, SECRET_KEY, extract_token
+from support import API_KEY, API_SECRET, ROOT, SECRET_KEY, extract_token
 
 
 def signup(url, slug, data, *, json_mode=False):

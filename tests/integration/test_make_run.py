@@ -4,7 +4,7 @@ import signal
 
 import pytest
 import requests
-from conftest import ROOT, extract_token, free_port, wait_until
+from support import ROOT, extract_token, free_port, wait_until
 
 
 @pytest.mark.parametrize("version", ["v3", "v4"])

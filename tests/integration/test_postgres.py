@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, extract_token, wait_until
+from support import ROOT, extract_token, wait_until
 
 from optin.db import MIGRATIONS
 
