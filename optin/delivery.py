@@ -179,7 +179,8 @@ class Delivery:
                                         check_cursor=signup.check_cursor)
                 return Outcome("retry")
             if self.client.can_look_up:
-                return self._look_up(signup, owner, slot, last=signup.steps_done + 1 == len(plan))
+                return self._look_up(signup, owner, slot, unconfirmed_at=signup.unconfirmed_at,
+                                     last=signup.steps_done + 1 == len(plan))
             blind = True  # v3 without the secret cannot ask: send again, and count it
         elif signup.steps_done == 0 and (twin := self.signups.twin(signup, within=TWIN_WINDOW)) is not None:
             told = Outcome("delivered") if twin.status == "delivered" else Outcome("retry")
@@ -279,19 +280,21 @@ class Delivery:
             return self._rate_limited(signup, owner)
         return self._transient(signup, owner, error, blind=blind, checked=checked)  # 5xx, time-outs, odd answers
 
-    def _look_up(self, signup: Signup, owner: str, slot: Slot, *, last: bool) -> Outcome:
+    def _look_up(self, signup: Signup, owner: str, slot: Slot, *, unconfirmed_at: float, last: bool) -> Outcome:
         """One call of the look-up after an unknown outcome (each call takes its own slot; see optin/steps.py).
         Progress is kept on the row, so another worker, or this one after a crash, goes on where it stopped."""
+        answer: steps.Finding | convertkit.ConvertKitError
         try:
-            finding, error = steps.look_up(self.client, signup, since=signup.unconfirmed_at - CLOCK_SKEW), None
+            answer = steps.look_up(self.client, signup, since=unconfirmed_at - CLOCK_SKEW)
         except convertkit.ConvertKitError as exc:
-            finding, error = None, exc
+            answer = exc
 
         def record() -> Outcome:
             with self.signups.db.transaction():
                 self.windows.finish(slot)
-                if error is not None:
-                    return self._look_up_failed(signup, owner, error)
+                finding = answer
+                if isinstance(finding, convertkit.ConvertKitError):
+                    return self._look_up_failed(signup, owner, finding, unconfirmed_at=unconfirmed_at)
                 if finding.kind == "arrived":
                     log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
                     if not last:
@@ -333,13 +336,14 @@ class Delivery:
                     signup.id, why)
         return Outcome("retry")
 
-    def _look_up_failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError) -> Outcome:
+    def _look_up_failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError, *,
+                        unconfirmed_at: float) -> Outcome:
         if isinstance(error, convertkit.RateLimited):
             return self._rate_limited(signup, owner)
         if isinstance(error, convertkit.Unauthorized | convertkit.Forbidden):
             log.error("ConvertKit refused the look-up (%s): check CONVERTKIT_API_SECRET", error.status)
             return self._resend_blind(signup, owner, f"ConvertKit refused the API secret ({error.status})")
-        if self.clock() - signup.unconfirmed_at >= self.settings.check_hours * 3600:
+        if self.clock() - unconfirmed_at >= self.settings.check_hours * 3600:
             return self._resend_blind(signup, owner, f"look-ups failed for {self.settings.check_hours:g} h")
         return self._transient(signup, owner, error)
 

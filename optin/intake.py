@@ -74,17 +74,15 @@ class Intake:
             return self._refused(form, token_errors[0])
         ip_key = self.ip_hash(client_ip)
 
-        email = problems = None
+        problems: dict[str, list[str]] | None = None
         if not valid:
             problems = {name: list(errs) for name, errs in form.errors.items() if name != "token"}
-        else:
-            email = form.email.normalized or form.email.data.strip()
-            if email.rsplit("@", 1)[-1].lower() in spec.blocked_domains:
-                problems = {"email": ["Please use a different email address."]}
+        elif address(form).rsplit("@", 1)[-1].lower() in spec.blocked_domains:
+            problems = {"email": ["Please use a different email address."]}
 
         if problems is None and not spec.challenge:
             # Nothing stands between the token and the signup: one commit for all of it.
-            return self._keep(spec, form, email, ip_key, admit=True)
+            return self._keep(spec, form, ip_key, admit=True)
         refusal = self._admit(form, ip_key)
         if refusal is not None:
             return refusal
@@ -92,7 +90,7 @@ class Intake:
             return self._invalid(form, {FORM_ERRORS: ["Please complete the verification and submit again."]})
         if problems is not None:
             return self._invalid(form, problems)
-        return self._keep(spec, form, email, ip_key, admit=False)
+        return self._keep(spec, form, ip_key, admit=False)
 
     def _admit(self, form: SignupForm, ip_key: str | None) -> Result | None:
         """Spend the token's nonce and count the post in the client's window; a Result when either refuses."""
@@ -106,12 +104,14 @@ class Intake:
             return self._limited(form, "Too many attempts from your network. Please wait a minute and try again.")
         return None
 
-    def _keep(self, spec: FormSpec, form: SignupForm, email: str, ip_key: str | None, *, admit: bool) -> Result:
-        """Store the signup, then try it at once if ConvertKit's limit had room and no older signup was waiting
-        (never waiting for room)."""
+    def _keep(self, spec: FormSpec, form: SignupForm, ip_key: str | None, *, admit: bool) -> Result:
+        """Store the signup (of a form that validated), then try it at once if ConvertKit's limit had room and no
+        older signup was waiting (never waiting for room)."""
+        email = address(form)
         email_key = pseudonym("inbox", canonical(email))
         values = form.values()
         slot = signup = None
+        owner = "web:" + secrets.token_hex(6)  # the lease, when it may go now, is this request's alone
         try_now = self.delivery.may_try_now(spec.convertkit_form_id)
         try:
             # One commit for (the token and the client's window, when `admit`,) the address's window, the
@@ -123,11 +123,11 @@ class Intake:
                     return refusal
                 if self.windows.acquire("email:" + email_key, self.settings.email_limit):
                     slot = self.delivery.reserve() if try_now else None
-                    owner = "web:" + secrets.token_hex(6) if slot else None  # the lease is this request's alone
                     signup = self.signups.record(
                         form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
                         first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-                        referrer=form.page_url(), lease_owner=owner, lease_seconds=self.delivery.lease_seconds,
+                        referrer=form.page_url(), lease_owner=owner if slot else None,
+                        lease_seconds=self.delivery.lease_seconds,
                     )
         except BaseException:
             if slot:  # windows kept in Redis do not roll back with the database
@@ -167,3 +167,8 @@ class Intake:
         checked = getattr(form.token, "checked", None)
         served_at = checked.issued_at if checked else self.signer.served_at(form.token.data, slug)
         form.token.current_token = self.signer.issue(slug, issued_at=served_at)
+
+
+def address(form: SignupForm) -> str:
+    """The address of a form that validated: email-validator's normalized form, when it made one."""
+    return form.email.normalized or form.email.data.strip()

@@ -132,7 +132,8 @@ class Signups:
         same = [s for s in map(Signup.from_row, rows)
                 if (s.first_name, s.fields, s.tags) == (signup.first_name, signup.fields, signup.tags)]
         delivered = [s for s in same if s.status == DELIVERED]
-        return (delivered or same or [None])[0]
+        first = delivered or same
+        return first[0] if first else None
 
     def has_due(self, paused_forms: Iterable[int] = ()) -> bool:
         paused = [int(f) for f in paused_forms]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import convertkit
@@ -50,7 +51,7 @@ def steps(client: convertkit.Client | convertkit.ClientV4, signup: Signup) -> li
                                                                 fields=fields), checked=False),
             Step("form", lambda: client.add_to_form(signup.convertkit_form_id, signup.email,
                                                     referrer=signup.referrer), checked=True),
-            *(Step(f"tag {tag}", lambda tag=tag: client.tag_subscriber(tag, signup.email), checked=False, tag=True)
+            *(Step(f"tag {tag}", partial(client.tag_subscriber, tag, signup.email), checked=False, tag=True)
               for tag in signup.tags),
         ]
     return [Step("subscribe", lambda: client.subscribe_to_form(
