@@ -105,13 +105,13 @@ class _Reader(io.RawIOBase):
 class _DeadlineConnection(HTTPConnection):
     def connect(self) -> None:
         super().connect()
-        self.sock = _DeadlineSocket(self.sock)  # type: ignore[assignment]
+        self.sock = _DeadlineSocket(self.sock)
 
 
 class _DeadlineTLSConnection(HTTPSConnection):
     def connect(self) -> None:
         super().connect()
-        self.sock = _DeadlineSocket(self.sock)  # type: ignore[assignment]
+        self.sock = _DeadlineSocket(self.sock)
 
 
 class _Pool(HTTPConnectionPool):

@@ -112,6 +112,8 @@ def _page(data: dict[str, Any], key: str) -> tuple[list[dict[str, Any]], str | N
     items = field(data, key)
     if not isinstance(items, list):
         raise OddAnswer(f"Kit's {key!r} is not a list.")
-    pagination = data.get("pagination") if isinstance(data.get("pagination"), dict) else {}
+    pagination = data.get("pagination")
+    if not isinstance(pagination, dict):
+        pagination = {}
     cursor = pagination.get("end_cursor") if pagination.get("has_next_page") else None
     return [item for item in items if isinstance(item, dict)], cursor if isinstance(cursor, str) and cursor else None

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 from flask import Flask, Response, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.datastructures import MultiDict
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -162,6 +163,10 @@ def _api_not_found(error: Exception) -> Any:
     return error
 
 
+class OrderedJSON(DefaultJSONProvider):
+    sort_keys = False  # keep the field order of ConvertKit's answers
+
+
 def create_sandbox(
     *,
     api_key: str = DEFAULT_API_KEY,
@@ -173,7 +178,7 @@ def create_sandbox(
 ) -> Flask:
     """`forms` maps ids to names, or to {"name": ..., "archived": true} for an archived form."""
     app = Flask(__name__)
-    app.json.sort_keys = False  # keep the field order of ConvertKit's answers
+    app.json = OrderedJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = 8 * 1024 * 1024  # room for a fault with a huge answer body
     state = State(
         api_key=api_key,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeGuard
 
 from flask import Response, current_app, g, jsonify, request
 
@@ -67,7 +67,7 @@ def api_version(path: str) -> str | None:
     return None
 
 
-def plausible_email(value: object) -> bool:
+def plausible_email(value: object) -> TypeGuard[str]:
     """Local part "invalid…" is refused too, so tests get a 422 with an address the app accepts."""
     if not isinstance(value, str) or len(value) > 254 or not _EMAIL.fullmatch(value):
         return False

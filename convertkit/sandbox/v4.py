@@ -147,7 +147,10 @@ def _add(kind: str, target: int, subscriber_id: int | None) -> Response:
             return json_answer(EMAIL_REQUIRED, 422)
         if kind == "form" and not isinstance(referrer, str | None):
             raise Unprocessable("Referrer must be a URL")
-        subscriber = state.find_by_id(subscriber_id) if subscriber_id is not None else state.find(email)
+        if subscriber_id is not None:
+            subscriber = state.find_by_id(subscriber_id)
+        else:
+            subscriber = state.find(email) if isinstance(email, str) else None  # a str: checked above
         if subscriber is None:
             return json_answer(NO_SUBSCRIBER, 422)
         if kind == "form":
