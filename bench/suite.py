@@ -28,6 +28,7 @@ import time
 import uuid
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -91,8 +92,9 @@ def measure_render(hello: Service, web: Service, *, rounds: int, duration: float
             runs[name].append(result)
             print(f"  render round {n + 1}/{rounds} {name}: {result['rps']:.0f} req/s, "
                   f"p99 {result['latency_ms']['p99']:.1f} ms, errors {result['errors']}", flush=True)
-    summary = {name: {"rps": median([r["rps"] for r in rs]), "p99_ms": median([r["latency_ms"]["p99"] for r in rs])}
-               for name, rs in runs.items()}
+    summary: dict[str, Any] = {
+        name: {"rps": median([r["rps"] for r in rs]), "p99_ms": median([r["latency_ms"]["p99"] for r in rs])}
+        for name, rs in runs.items()}
     summary["ratio"] = median([f["rps"] / h["rps"] for h, f in zip(runs["hello"], runs["form"], strict=True)])
     summary["runs"] = runs
     return summary
@@ -127,8 +129,9 @@ def measure_intake(web: Service, hello: Service, workdir: Path, *, rounds: int, 
               f"p99 {form['latency_ms']['p99']:.1f} ms, {form['ok']} ok, {form['limited']} limited, "
               f"{form['invalid']} invalid, {form['other']} other ({count} tokens fetched in {fetched:.0f} s)",
               flush=True)
-    summary = {name: {"ok_rps": median([r["ok_rps"] for r in rs]),
-                      "p99_ms": median([r["latency_ms"]["p99"] for r in rs])} for name, rs in runs.items()}
+    summary: dict[str, Any] = {name: {"ok_rps": median([r["ok_rps"] for r in rs]),
+                                      "p99_ms": median([r["latency_ms"]["p99"] for r in rs])}
+                               for name, rs in runs.items()}
     summary["ratio"] = median([f["ok_rps"] / s["ok_rps"] for s, f in zip(runs["store"], runs["form"], strict=True)])
     summary["lower_bound"] = any(f["lower_bound"] for f in runs["form"])
     summary["refused"] = sum(f["limited"] + f["invalid"] + f["other"] for f in runs["form"])
@@ -171,8 +174,9 @@ def measure_slow_clients(web: Service, *, rounds: int, duration: float, connecti
         print(f"  slow clients round {n + 1}/{rounds}: p99 {without['latency_ms']['p99']:.1f} ms without, "
               f"{with_['latency_ms']['p99']:.1f} ms with {SLOW_CLIENTS} trickling ({slow.reopened} reopened after "
               f"408s); {with_['rps']:.0f} against {without['rps']:.0f} req/s", flush=True)
-    summary = {name: {"rps": median([r["rps"] for r in rs]), "p99_ms": median([r["latency_ms"]["p99"] for r in rs]),
-                      "errors": sum(sum(r["errors"].values()) for r in rs)} for name, rs in runs.items()}
+    summary: dict[str, Any] = {
+        name: {"rps": median([r["rps"] for r in rs]), "p99_ms": median([r["latency_ms"]["p99"] for r in rs]),
+               "errors": sum(sum(r["errors"].values()) for r in rs)} for name, rs in runs.items()}
     # A run that got no answer at all has no latencies: its p99 reads 0, so it counts as infinitely slow.
     summary["ratio"] = median([w["latency_ms"]["p99"] / wo["latency_ms"]["p99"] if w["requests"] else math.inf
                                for wo, w in zip(runs["without"], runs["with"], strict=True)])
