@@ -20,6 +20,7 @@ import selectors
 import time
 from collections import deque
 from functools import partial
+from typing import Any
 
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
@@ -100,6 +101,8 @@ class Reading:
 
 class BufferingWorker(ThreadWorker):
     """gthread, with every request read in the event loop before a thread takes it (see the module's doc)."""
+
+    wsgi: Any  # the app gunicorn loaded (gunicorn has no types); run() wraps it
 
     def init_process(self):
         self.reading: deque[Reading] = deque()  # oldest deadline first: each is "now + the same read time"

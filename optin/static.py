@@ -22,6 +22,8 @@ YEAR = 365 * 24 * 3600
 
 
 def register_static(app: Flask) -> None:
+    if app.static_folder is None:
+        raise RuntimeError("the app has no static folder to serve")
     source = Path(app.static_folder)
     versions = {
         path.relative_to(source).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
