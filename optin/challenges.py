@@ -74,10 +74,11 @@ class Challenges:
 
     def altcha_challenge(self) -> dict:
         """A signed proof-of-work puzzle: no third party, no cookie, solved by form.js before it posts."""
-        challenge = altcha.create_challenge_v1(
+        # In an options object: the keyword overload altcha declares wants every argument, though each has a default.
+        challenge = altcha.create_challenge_v1(altcha.ChallengeOptionsV1(
             hmac_key=self.settings.secret_key, max_number=ALTCHA_MAX_NUMBER,
             expires=dt.datetime.now(dt.UTC) + ALTCHA_LIFETIME,
-        )
+        ))
         return challenge.to_dict()
 
     def _verify_altcha(self, answer: str) -> bool:
