@@ -96,7 +96,7 @@ class Settings:
                 raise ConfigError(f"{name} is not set: the server refuses to start without it (see .env.example)")
             return value
 
-        def number(name: str, default: float | None, *, minimum: float = 0) -> float | None:
+        def number(name: str, default: float, *, minimum: float = 0) -> float:
             raw = env.get(name)
             if raw is None or raw.strip() == "":
                 return default
@@ -129,7 +129,8 @@ class Settings:
 
         third_parties = [provider for provider in PROVIDERS.values() if provider.third_party]
         verify_urls = {p.name: env[p.verify_url_variable] for p in third_parties if env.get(p.verify_url_variable)}
-        challenge_secrets = {p.name: env[p.secret_variable] for p in third_parties if env.get(p.secret_variable)}
+        challenge_secrets = {p.name: env[p.secret_variable] for p in third_parties
+                             if p.secret_variable and env.get(p.secret_variable)}
 
         return cls(
             secret_key=required("SECRET_KEY"),
@@ -150,7 +151,7 @@ class Settings:
             retry_base_seconds=number("DELIVERY_RETRY_BASE_SECONDS", cls.retry_base_seconds, minimum=0.01),
             check_hours=number("DELIVERY_CHECK_HOURS", cls.check_hours, minimum=0.0001),
             pause_check_seconds=number("DELIVERY_PAUSE_CHECK_SECONDS", cls.pause_check_seconds, minimum=0.1),
-            lease_seconds=number("DELIVERY_LEASE_SECONDS", cls.lease_seconds) or None,  # 0 too: the default
+            lease_seconds=number("DELIVERY_LEASE_SECONDS", cls.lease_seconds or 0) or None,  # 0 too: the default
             ip_limit=limit("RATE_LIMIT_PER_IP", cls.ip_limit),
             email_limit=limit("RATE_LIMIT_PER_EMAIL", cls.email_limit),
             min_fill_seconds=number("MIN_FILL_SECONDS", cls.min_fill_seconds),
