@@ -98,6 +98,9 @@ def _parse_form(slug: str, table: object) -> FormSpec:
             raise FormsFileError(f"{where}, key {key!r}: must be a non-empty string")
         return value
 
+    def text_or(key: str, default: str) -> str:
+        return text(key) or default
+
     known = {
         "convertkit_form_id", "title", "description", "button", "success_message", "redirect_url",
         "tags", "allowed_origins", "fields", "blocked_domains", "challenge", "challenge_site_key",
@@ -140,10 +143,10 @@ def _parse_form(slug: str, table: object) -> FormSpec:
     return FormSpec(
         slug=slug,
         convertkit_form_id=form_id,
-        title=text("title", slug.replace("-", " ").replace("_", " ").capitalize()),
+        title=text_or("title", slug.replace("-", " ").replace("_", " ").capitalize()),
         description=table.get("description") or "",
-        button=text("button", FormSpec.button),
-        success_message=text("success_message", FormSpec.success_message),
+        button=text_or("button", FormSpec.button),
+        success_message=text_or("success_message", FormSpec.success_message),
         redirect_url=redirect_url,
         tags=tuple(tags),
         allowed_origins=origins,

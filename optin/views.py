@@ -62,12 +62,13 @@ def submitted_data() -> ImmutableMultiDict:
 
 def current_page() -> Page | None:
     """The form page this request is for (its thanks page included), for the view and the headers."""
-    return ENDPOINT_PAGES.get(request.endpoint)
+    return ENDPOINT_PAGES.get(request.endpoint or "")
 
 
 def form_page(slug: str):
     spec = spec_or_404(slug)
     page = current_page()
+    assert page is not None  # every route to this view is a page's
     intake = services().intake
     if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body: it never stores anything
         if wants_json():  # for sites that build their own markup and post JSON
@@ -94,6 +95,7 @@ def form_page(slug: str):
 def thanks(slug: str):
     spec = spec_or_404(slug)
     page = current_page()
+    assert page is not None  # every route to this view is a page's
     return render_template(page.template, spec=spec, form=None, page=page.name, done=True)
 
 
