@@ -130,7 +130,7 @@ class Databases:
             self._engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
 
     def url(self, name: str) -> str:
-        if not self.postgres_url:
+        if not self.postgres_url or self._engine is None:  # the one comes with the other
             return f"sqlite:///{self.workdir / f'{name}.sqlite3'}"
         from optin.db import Database
 
@@ -228,11 +228,18 @@ def form_url(web: Service) -> str:
     return f"{web.url}/f/{SLUG}"
 
 
+def token_in(page: str) -> str:
+    match = TOKEN.search(page)
+    if match is None:
+        raise RuntimeError("the form page holds no token")
+    return match[1]
+
+
 def fetch_tokens(url: str, count: int, *, clients: int = 16) -> list[str]:
     """GET the form `count` times, as that many visitors would, and keep each page's token."""
     def fetch(n: int) -> list[str]:
         with requests.Session() as session:
-            return [TOKEN.search(session.get(url, timeout=10).text)[1] for _ in range(n)]
+            return [token_in(session.get(url, timeout=10).text) for _ in range(n)]
 
     shares = [count // clients + (1 if i < count % clients else 0) for i in range(clients)]
     with ThreadPoolExecutor(clients) as pool:
