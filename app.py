@@ -94,25 +94,35 @@ def build_services(settings: Settings) -> Services:
     signups = Signups(db)
     api = api_client(settings)
     pauses = Pauses(db, first_check_after=settings.pause_check_seconds)
-    delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=pauses, client=api,
-                        clock=time.time)
-    signer = TokenSigner(settings.secret_key, fallbacks=settings.secret_key_fallbacks,
-                         min_age=settings.min_fill_seconds, max_age=settings.token_max_age)
+    delivery = Delivery(settings=settings, signups=signups, windows=windows, pauses=pauses, client=api, clock=time.time)
+    signer = TokenSigner(
+        settings.secret_key,
+        fallbacks=settings.secret_key_fallbacks,
+        min_age=settings.min_fill_seconds,
+        max_age=settings.token_max_age,
+    )
     intake = Intake(
-        settings=settings, form_classes={slug: form_class(spec) for slug, spec in forms.items()},
-        signer=signer, nonces=nonces, windows=windows, signups=signups, delivery=delivery,
+        settings=settings,
+        form_classes={slug: form_class(spec) for slug, spec in forms.items()},
+        signer=signer,
+        nonces=nonces,
+        windows=windows,
+        signups=signups,
+        delivery=delivery,
         challenges=Challenges(settings, nonces),
     )
-    return Services(settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake,
-                    pages=BlankPages())
+    return Services(
+        settings=settings, forms=forms, db=db, signups=signups, delivery=delivery, intake=intake, pages=BlankPages()
+    )
 
 
 def api_client(settings: Settings) -> convertkit.Client | convertkit.ClientV4:
     """The client of the configured API version; v4 needs no secret (its key may read subscribers)."""
     if settings.api_version == "v4":
         return convertkit.ClientV4(settings.api_key, base_url=settings.api_url, timeout=settings.api_timeout)
-    return convertkit.Client(settings.api_key, api_secret=settings.api_secret, base_url=settings.api_url,
-                             timeout=settings.api_timeout)
+    return convertkit.Client(
+        settings.api_key, api_secret=settings.api_secret, base_url=settings.api_url, timeout=settings.api_timeout
+    )
 
 
 def configure_logging() -> None:
@@ -133,10 +143,10 @@ def register_middleware(app: Flask, settings: Settings) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     register_static(app)
     services = app.extensions["optin"]
-    app.wsgi_app = CachedPages(app.wsgi_app, pages=services.pages, forms=services.forms,
-                               signer=services.intake.signer)
-    redirect_hosts = frozenset(urlsplit(spec.redirect_url).netloc.lower()
-                               for spec in services.forms.values() if spec.redirect_url)
+    app.wsgi_app = CachedPages(app.wsgi_app, pages=services.pages, forms=services.forms, signer=services.intake.signer)
+    redirect_hosts = frozenset(
+        urlsplit(spec.redirect_url).netloc.lower() for spec in services.forms.values() if spec.redirect_url
+    )
     app.wsgi_app = FrontDoor(app.wsgi_app, max_body_bytes=settings.max_body_bytes, redirect_hosts=redirect_hosts)
     app.wsgi_app = security.StrictTransport(app.wsgi_app, trusted_hops=settings.trusted_proxy_hops)
 
@@ -171,4 +181,3 @@ def __getattr__(name: str):
         globals()["app"] = created = create_app()
         return created
     raise AttributeError(name)
-

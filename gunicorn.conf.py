@@ -41,8 +41,11 @@ def on_starting(server):
     for address in server.cfg.address:
         if isinstance(address, tuple) and port_taken(*address[:2]):
             host, port = address[:2]
-            server.log.error("port %s is already in use on %s: another server listens there. Stop it, or set PORT "
-                             "to a free port.", port, host or "every interface")
+            server.log.error(
+                "port %s is already in use on %s: another server listens there. Stop it, or set PORT to a free port.",
+                port,
+                host or "every interface",
+            )
             raise SystemExit(1)
 
 

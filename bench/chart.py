@@ -32,8 +32,9 @@ def render_curve(url: str, duration: float) -> list[dict]:
 
 
 def store_curve(url: str, duration: float) -> list[dict]:
-    return [run_wrk(url, connections=c, duration=duration, args=("store", f"s{uuid.uuid4().hex[:6]}"))
-            for c in CONCURRENCY]
+    return [
+        run_wrk(url, connections=c, duration=duration, args=("store", f"s{uuid.uuid4().hex[:6]}")) for c in CONCURRENCY
+    ]
 
 
 def intake_curve(url: str, workdir: Path, duration: float, ceiling_rps: list[float]) -> list[dict]:
@@ -43,16 +44,26 @@ def intake_curve(url: str, workdir: Path, duration: float, ceiling_rps: list[flo
     for connections, rps in zip(CONCURRENCY, ceiling_rps, strict=True):
         tokens = workdir / f"tokens-{connections}.txt"
         tokens.write_text("\n".join(fetch_tokens(url, int(rps * duration) + 200)) + "\n")
-        points.append(run_wrk(url, connections=connections, duration=duration,
-                              args=("post", str(tokens), str(min(2, connections)), f"c{uuid.uuid4().hex[:6]}")))
+        points.append(
+            run_wrk(
+                url,
+                connections=connections,
+                duration=duration,
+                args=("post", str(tokens), str(min(2, connections)), f"c{uuid.uuid4().hex[:6]}"),
+            )
+        )
         print(f"  intake at {connections}: {points[-1]['ok_rps']:.0f}/s", flush=True)
     return points
 
 
 def draw(curves: dict[str, list[dict]], output: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    styles = {"hello (baseline)": "k:", "render GET /f/<slug>": "o-", "bare durable POST (baseline)": "k--",
-              "intake POST (ConvertKit 300 ms)": "s-"}
+    styles = {
+        "hello (baseline)": "k:",
+        "render GET /f/<slug>": "o-",
+        "bare durable POST (baseline)": "k--",
+        "intake POST (ConvertKit 300 ms)": "s-",
+    }
     for name, points in curves.items():
         rate = [p["ok_rps"] if "intake" in name else p["rps"] for p in points]
         left.plot(CONCURRENCY, rate, styles[name], label=name)
@@ -68,8 +79,7 @@ def draw(curves: dict[str, list[dict]], output: Path) -> None:
         ax.set_xticks(CONCURRENCY, [str(c) for c in CONCURRENCY])
         ax.grid(alpha=0.3)
     left.legend(fontsize=8)
-    fig.suptitle("convertkit-optin under wrk on this machine (2 cores, shared), gunicorn.conf.py defaults",
-                 fontsize=10)
+    fig.suptitle("convertkit-optin under wrk on this machine (2 cores, shared), gunicorn.conf.py defaults", fontsize=10)
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output, dpi=110)
 
@@ -82,13 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-chart-") as tmp, Services(Path(tmp)) as services:
         web, hello = start_stack(services, Path(tmp))
         print("render and hello …", flush=True)
-        curves = {"hello (baseline)": render_curve(hello.url + "/", args.duration),
-                  "render GET /f/<slug>": render_curve(form_url(web), args.duration)}
+        curves = {
+            "hello (baseline)": render_curve(hello.url + "/", args.duration),
+            "render GET /f/<slug>": render_curve(form_url(web), args.duration),
+        }
         print("bare durable POST and intake …", flush=True)
         curves["bare durable POST (baseline)"] = store_curve(hello.url + "/", args.duration)
         fill_window(web, Path(tmp), connections=32)
         curves["intake POST (ConvertKit 300 ms)"] = intake_curve(
-            form_url(web), Path(tmp), args.duration, [p["rps"] for p in curves["bare durable POST (baseline)"]])
+            form_url(web), Path(tmp), args.duration, [p["rps"] for p in curves["bare durable POST (baseline)"]]
+        )
     draw(curves, args.output)
     write_json("chart.json", {"concurrency": CONCURRENCY, "curves": curves})
     print(f"wrote {args.output}")

@@ -64,6 +64,7 @@ def median(values: list[float]) -> float | None:
 
 # Processes -------------------------------------------------------------------------------------------------
 
+
 class Service(ChildProcess):
     """One of a run's processes, named, logging to `<name>.log` in the run's folder."""
 
@@ -158,8 +159,9 @@ class Databases:
         self._engine.dispose()
 
 
-def app_env(workdir: Path, sandbox_url: str, *, rate_limit: str, port: int,
-            database_url: str | None = None) -> dict[str, str]:
+def app_env(
+    workdir: Path, sandbox_url: str, *, rate_limit: str, port: int, database_url: str | None = None
+) -> dict[str, str]:
     """The app's settings for a run: env vars only, like a platform; abuse limits opened wide, as all traffic
     comes from one loopback address and tokens are posted as soon as they are fetched. The database is a SQLite
     file in `workdir` unless `database_url` names another."""
@@ -200,17 +202,31 @@ def wait_for(url: str, service: Service, timeout: float, *, ok=(200,), interval:
 
 def start_sandbox(services: Services, *, rate_limit: str, latency: float) -> Service:
     port = free_port()
-    sandbox = services.start("sandbox", [
-        sys.executable, "-m", "convertkit.sandbox", "--host", HOST, "--port", str(port),
-        "--rate-limit", rate_limit, "--latency", str(latency),
-    ], base_env())
+    sandbox = services.start(
+        "sandbox",
+        [
+            sys.executable,
+            "-m",
+            "convertkit.sandbox",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--rate-limit",
+            rate_limit,
+            "--latency",
+            str(latency),
+        ],
+        base_env(),
+    )
     sandbox.url = f"http://{HOST}:{port}"
     wait_for(sandbox.url + "/_sandbox/config", sandbox, 30)
     return sandbox
 
 
-def start_web(services: Services, env: dict[str, str], *, app: str = "app:app", name: str = "web",
-              ready_path: str = "/healthz") -> tuple[Service, float]:
+def start_web(
+    services: Services, env: dict[str, str], *, app: str = "app:app", name: str = "web", ready_path: str = "/healthz"
+) -> tuple[Service, float]:
     """`gunicorn app:app` from the repository root, so gunicorn.conf.py applies; returns (service, start-up s)."""
     web = services.start(name, [shutil.which("gunicorn", path=env["PATH"]) or "gunicorn", app], env)
     web.url = f"http://{HOST}:{env['PORT']}"
@@ -218,11 +234,11 @@ def start_web(services: Services, env: dict[str, str], *, app: str = "app:app", 
 
 
 def start_worker(services: Services, env: dict[str, str]) -> Service:
-    return services.start("worker", [shutil.which("flask", path=env["PATH"]) or "flask", "--app", "app",
-                                     "worker"], env)
+    return services.start("worker", [shutil.which("flask", path=env["PATH"]) or "flask", "--app", "app", "worker"], env)
 
 
 # Clients ---------------------------------------------------------------------------------------------------
+
 
 def form_url(web: Service) -> str:
     return f"{web.url}/f/{SLUG}"
@@ -237,6 +253,7 @@ def token_in(page: str) -> str:
 
 def fetch_tokens(url: str, count: int, *, clients: int = 16) -> list[str]:
     """GET the form `count` times, as that many visitors would, and keep each page's token."""
+
     def fetch(n: int) -> list[str]:
         with requests.Session() as session:
             return [token_in(session.get(url, timeout=10).text) for _ in range(n)]
@@ -252,8 +269,10 @@ class SlowClients:
     408 after REQUEST_READ_SECONDS) is opened again at once, so `count` stay open throughout."""
 
     HEAD = b"GET /f/" + SLUG.encode() + b" HTTP/1.1\r\nHost: bench\r\nX-Slow: "
-    BODY = (b"POST /f/" + SLUG.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: "
-            b"application/x-www-form-urlencoded\r\nContent-Length: 10000\r\n\r\nemail=")
+    BODY = (
+        b"POST /f/" + SLUG.encode() + b" HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+        b"application/x-www-form-urlencoded\r\nContent-Length: 10000\r\n\r\nemail="
+    )
 
     def __init__(self, url: str, count: int, *, byte_every: float = 1.0):
         host, port = urlsplit(url).hostname, urlsplit(url).port
@@ -313,12 +332,31 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, *, connections: int, duration: float, threads: int = 2, args: tuple[str, ...] = ("get",),
-            log: Path | None = None) -> dict:
+def run_wrk(
+    url: str,
+    *,
+    connections: int,
+    duration: float,
+    threads: int = 2,
+    args: tuple[str, ...] = ("get",),
+    log: Path | None = None,
+) -> dict:
     """One wrk run with bench/wrk.lua; returns its WRK_RESULT plus requests per second and latencies in ms."""
     threads = max(1, min(threads, connections))
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "--latency",
-            "-s", str(WRK_SCRIPT), url, "--", *args]
+    argv = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        *args,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if log is not None:
         with open(log, "a") as f:
@@ -335,6 +373,7 @@ def run_wrk(url: str, *, connections: int, duration: float, threads: int = 2, ar
 
 
 # Reporting -------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Check:

@@ -99,8 +99,9 @@ def post_burst(url: str, tokens: list[str], *, clients: int, tag: str) -> Burst:
             for i in range(n, len(tokens), clients):
                 email = f"{tag}-{i}@example.com"
                 started = time.perf_counter()
-                response = session.post(url, data={"token": tokens[i], "email": email},
-                                        headers={"Accept": "application/json"}, timeout=30)
+                response = session.post(
+                    url, data={"token": tokens[i], "email": email}, headers={"Accept": "application/json"}, timeout=30
+                )
                 elapsed = (time.perf_counter() - started) * 1000
                 with lock:
                     burst.latencies_ms.append(elapsed)
@@ -126,8 +127,10 @@ def wait_for_drain(web: Service, expected: int, timeout: float) -> tuple[float, 
             backlog = requests.get(web.url + "/healthz", timeout=5).json()["backlog"]
         except requests.RequestException:
             if not web.alive():
-                raise RuntimeError(f"the web server exited during the drain (exit status {web.proc.returncode}; "
-                                   "was it stopped from outside?)") from None
+                raise RuntimeError(
+                    f"the web server exited during the drain (exit status {web.proc.returncode}; "
+                    "was it stopped from outside?)"
+                ) from None
             backlog = None
         if backlog == 0:
             return time.monotonic() - started, True
@@ -208,8 +211,11 @@ def sandbox_view(sandbox_url: str, accepted: list[str], limit: RateLimit) -> dic
         "duplicated": sum(1 for n in counts.values() if n > 1),
         # The same call made more than once (after an answer that was lost or refused): not a duplicate unless
         # ConvertKit acted twice.
-        "resent": sum(1 for n in Counter((e["path"], _address(e)) for e in log
-                                         if e["method"] == "POST" and _address(e)).values() if n > 1),
+        "resent": sum(
+            1
+            for n in Counter((e["path"], _address(e)) for e in log if e["method"] == "POST" and _address(e)).values()
+            if n > 1
+        ),
         "lookups": sum(1 for e in log if e["method"] == "GET"),
         "arrivals_s": [round(t - arrivals[0], 3) for t in arrivals],
     }
@@ -218,6 +224,7 @@ def sandbox_view(sandbox_url: str, accepted: list[str], limit: RateLimit) -> dic
 def kill_workers_later(services: Services, workers: list, env: dict[str, str], at: list[float]) -> threading.Thread:
     """SIGKILL the first worker process at each of `at` seconds from now, mid-send if one is under way, and start
     a new one at once: as a platform restarting a crashed dyno would."""
+
     def run() -> None:
         started = time.monotonic()
         for when in at:
@@ -238,9 +245,19 @@ def _address(entry: dict) -> str | None:
     return value.lower() if isinstance(value, str) else None
 
 
-def run(*, count: int, limit: RateLimit, latency: float, clients: int, log_dir: Path,
-        database_url: str | None = None, faulty: bool = False, kills: int = 0, workers: int = 1,
-        version: str = "v3") -> dict:
+def run(
+    *,
+    count: int,
+    limit: RateLimit,
+    latency: float,
+    clients: int,
+    log_dir: Path,
+    database_url: str | None = None,
+    faulty: bool = False,
+    kills: int = 0,
+    workers: int = 1,
+    version: str = "v3",
+) -> dict:
     """One full run in `log_dir` (which also holds the database, unless `database_url` names one); the figures
     as a dict. `faulty` turns on FAULTS, `kills` SIGKILLs a worker process that many times during the drain;
     `version` v4 delivers through Kit's v4 API, with two tags on the form (four calls a signup)."""
@@ -249,8 +266,11 @@ def run(*, count: int, limit: RateLimit, latency: float, clients: int, log_dir: 
         env = app_env(log_dir, sandbox.url, rate_limit=str(limit), port=free_port(), database_url=database_url)
         if version == "v4":
             env.pop("CONVERTKIT_API_SECRET")
-            env |= {"CONVERTKIT_API_VERSION": "v4", "CONVERTKIT_API_KEY": "sandbox_v4_api_key",
-                    "CONVERTKIT_API_URL": f"{sandbox.url}/v4/"}
+            env |= {
+                "CONVERTKIT_API_VERSION": "v4",
+                "CONVERTKIT_API_KEY": "sandbox_v4_api_key",
+                "CONVERTKIT_API_URL": f"{sandbox.url}/v4/",
+            }
             forms = Path(env["FORMS_FILE"])
             forms.write_text(forms.read_text(encoding="utf-8") + f"tags = {list(V4_TAGS)}\n", encoding="utf-8")
         if faulty:
@@ -265,8 +285,11 @@ def run(*, count: int, limit: RateLimit, latency: float, clients: int, log_dir: 
         burst = post_burst(form_url(web), tokens, clients=clients, tag=f"d{uuid.uuid4().hex[:6]}")
         calls = 2 + len(V4_TAGS) if version == "v4" else 1
         expected_drain = len(burst.accepted) * calls / limit.per_second
-        killer = kill_workers_later(services, running, env, [expected_drain * (i + 1) / (kills + 2)
-                                                             for i in range(kills)]) if kills else None
+        killer = (
+            kill_workers_later(services, running, env, [expected_drain * (i + 1) / (kills + 2) for i in range(kills)])
+            if kills
+            else None
+        )
         drain_seconds, drained = wait_for_drain(web, len(burst.accepted), expected_drain * 1.5 + 120)
         if killer is not None:
             killer.join(30)
@@ -274,17 +297,29 @@ def run(*, count: int, limit: RateLimit, latency: float, clients: int, log_dir: 
         wait_idle(sandbox.url)  # a late original counts: it is what a duplicate would be
         seen = sandbox_view(sandbox.url, burst.accepted, limit)
     return {
-        "config": {"count": count, "limit": str(limit), "latency_s": latency, "clients": clients,
-                   "faulty": faulty, "kills": kills, "workers": workers, "version": version,
-                   "database": "postgresql" if database_url and database_url.startswith("postgres") else "sqlite"},
-        "burst": {
-            "accepted": len(burst.accepted), "refused": dict(burst.refused), "seconds": round(burst.seconds, 3),
-            "accepted_per_s": len(burst.accepted) / burst.seconds,
-            "post_ms": {"p50": percentile(burst.latencies_ms, 50), "p99": percentile(burst.latencies_ms, 99),
-                        "max": max(burst.latencies_ms, default=None)},
+        "config": {
+            "count": count,
+            "limit": str(limit),
+            "latency_s": latency,
+            "clients": clients,
+            "faulty": faulty,
+            "kills": kills,
+            "workers": workers,
+            "version": version,
+            "database": "postgresql" if database_url and database_url.startswith("postgres") else "sqlite",
         },
-        "drain": {"seconds": round(drain_seconds, 1), "drained": drained,
-                  "expected_seconds": round(expected_drain, 1)},
+        "burst": {
+            "accepted": len(burst.accepted),
+            "refused": dict(burst.refused),
+            "seconds": round(burst.seconds, 3),
+            "accepted_per_s": len(burst.accepted) / burst.seconds,
+            "post_ms": {
+                "p50": percentile(burst.latencies_ms, 50),
+                "p99": percentile(burst.latencies_ms, 99),
+                "max": max(burst.latencies_ms, default=None),
+            },
+        },
+        "drain": {"seconds": round(drain_seconds, 1), "drained": drained, "expected_seconds": round(expected_drain, 1)},
         "sandbox": seen,
         "app_statuses": app_statuses(env["DATABASE_URL"]),
         "possible_duplicates": app_possible_duplicates(env["DATABASE_URL"]),
@@ -302,61 +337,98 @@ def checks(result: dict) -> list[Check]:
     burst, seen, limit = result["burst"], result["sandbox"], parse_limit(result["config"]["limit"])
     fraction, whole = seen["backlog_rate_fraction"], seen["backlog_rate_fraction_whole"]
     return [
-        Check("signups accepted", f"{burst['accepted']}/{result['config']['count']}", "all",
-              burst["accepted"] == result["config"]["count"]),
+        Check(
+            "signups accepted",
+            f"{burst['accepted']}/{result['config']['count']}",
+            "all",
+            burst["accepted"] == result["config"]["count"],
+        ),
         Check("accepted per second", f"{burst['accepted_per_s']:.0f}/s", "-", None),
         Check("POST p50", fmt_ms(burst["post_ms"]["p50"]), "-", None),
         # The POST budget belongs to `make bench` (wrk); here 32 Python client threads share the server's two
         # cores, so this latency says as much about the clients as about the server: shown, not judged.
         Check("POST p99", fmt_ms(burst["post_ms"]["p99"]), "-", None),
-        Check("backlog drained", f"{result['drain']['seconds']:.0f} s", "drained",
-              result["drain"]["drained"]),
-        Check("delivery rate with a backlog (steady)", "-" if fraction is None else f"{fraction:.3f} of {limit}",
-              f">= {RATE_BUDGET}", None if fraction is None else fraction >= RATE_BUDGET),
-        Check("delivery rate incl. the burst's refill", "-" if whole is None else f"{whole:.3f} of {limit}",
-              "-", None),
-        Check("most requests in one window", f"{seen['max_window']}", f"<= {limit.count}",
-              seen["max_window"] <= limit.count),
+        Check("backlog drained", f"{result['drain']['seconds']:.0f} s", "drained", result["drain"]["drained"]),
+        Check(
+            "delivery rate with a backlog (steady)",
+            "-" if fraction is None else f"{fraction:.3f} of {limit}",
+            f">= {RATE_BUDGET}",
+            None if fraction is None else fraction >= RATE_BUDGET,
+        ),
+        Check("delivery rate incl. the burst's refill", "-" if whole is None else f"{whole:.3f} of {limit}", "-", None),
+        Check(
+            "most requests in one window",
+            f"{seen['max_window']}",
+            f"<= {limit.count}",
+            seen["max_window"] <= limit.count,
+        ),
         Check("429s from ConvertKit", str(seen["status_429"]), "0", seen["status_429"] == 0),
         Check("lost (accepted, not delivered)", str(seen["lost"]), "0", seen["lost"] == 0),
         Check("duplicated (subscribed > once)", str(seen["duplicated"]), "0", seen["duplicated"] == 0),
         Check("resent (sent > once, refused or lost)", str(seen.get("resent", "-")), "-", None),
         Check("look-ups of unknown outcomes", str(seen.get("lookups", "-")), "-", None),
-        Check("possible duplicates (app's count)", str(result.get("possible_duplicates", "-")), "0",
-              result.get("possible_duplicates", 0) == 0),
+        Check(
+            "possible duplicates (app's count)",
+            str(result.get("possible_duplicates", "-")),
+            "0",
+            result.get("possible_duplicates", 0) == 0,
+        ),
     ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.delivery", description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=500, help="signups in the burst (default 500)")
-    parser.add_argument("--limit", type=parse_limit, default=RateLimit(20, 10),
-                        help="ConvertKit's limit, N/S, set on both the sandbox and the app (default 20/10)")
+    parser.add_argument(
+        "--limit",
+        type=parse_limit,
+        default=RateLimit(20, 10),
+        help="ConvertKit's limit, N/S, set on both the sandbox and the app (default 20/10)",
+    )
     parser.add_argument("--latency", type=float, default=0.3, help="the sandbox's answer time (default 0.3 s)")
     parser.add_argument("--clients", type=int, default=32, help="concurrent posting clients (default 32)")
     parser.add_argument("--plain", action="store_true", help="no faults and no killed workers")
     parser.add_argument("--kills", type=int, default=2, help="worker processes SIGKILLed during the drain")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--version", choices=["v3", "v4"], default="v3",
-                        help="the API to deliver through; v4 takes four calls a signup (two tags)")
-    parser.add_argument("--database-url", help="a PostgreSQL database to run on, in a fresh schema dropped at the "
-                                               "end (default: a SQLite file)")
+    parser.add_argument(
+        "--version",
+        choices=["v3", "v4"],
+        default="v3",
+        help="the API to deliver through; v4 takes four calls a signup (two tags)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="a PostgreSQL database to run on, in a fresh schema dropped at the end (default: a SQLite file)",
+    )
     args = parser.parse_args(argv)
     kills = 0 if args.plain else args.kills
     where = "PostgreSQL" if args.database_url else "SQLite"
-    print(f"delivery through {args.version} on {where}: {args.count} signups, limit {args.limit}, "
-          f"ConvertKit answers in {args.latency:g} s"
-          f", {args.clients} clients, {args.workers} worker process(es)"
-          f"{'' if args.plain else f', faults on, {kills} SIGKILLs'}; "
-          f"expect ~{args.count * (2 + len(V4_TAGS) if args.version == 'v4' else 1) / args.limit.per_second:.0f} s"
-          " of draining",
-          flush=True)
-    with tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp, \
-            Databases(Path(tmp), args.database_url) as databases:
+    print(
+        f"delivery through {args.version} on {where}: {args.count} signups, limit {args.limit}, "
+        f"ConvertKit answers in {args.latency:g} s"
+        f", {args.clients} clients, {args.workers} worker process(es)"
+        f"{'' if args.plain else f', faults on, {kills} SIGKILLs'}; "
+        f"expect ~{args.count * (2 + len(V4_TAGS) if args.version == 'v4' else 1) / args.limit.per_second:.0f} s"
+        " of draining",
+        flush=True,
+    )
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-delivery-") as tmp,
+        Databases(Path(tmp), args.database_url) as databases,
+    ):
         try:
-            result = run(count=args.count, limit=args.limit, latency=args.latency, clients=args.clients,
-                         log_dir=Path(tmp), database_url=databases.url("delivery") if args.database_url else None,
-                         faulty=not args.plain, kills=kills, workers=args.workers, version=args.version)
+            result = run(
+                count=args.count,
+                limit=args.limit,
+                latency=args.latency,
+                clients=args.clients,
+                log_dir=Path(tmp),
+                database_url=databases.url("delivery") if args.database_url else None,
+                faulty=not args.plain,
+                kills=kills,
+                workers=args.workers,
+                version=args.version,
+            )
         except Exception:
             for log in sorted(Path(tmp).glob("*.log")):
                 print(f"--- {log.name} (tail) ---\n{log.read_text(errors='replace')[-2000:]}", file=sys.stderr)
@@ -367,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"delivery-{args.version}-{result['config']['database']}.json"
     print(f"wrote {write_json(name, result)}")
     return 1 if any(c.passed is False for c in table) else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

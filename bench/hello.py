@@ -32,6 +32,13 @@ if os.environ.get("DATABASE_URL"):
 
     @app.post("/")
     def store():
-        signups.record(form_slug="baseline", convertkit_form_id=1, email=request.form["email"], first_name=None,
-                       fields={}, tags=(), ip_hash=None)
+        signups.record(
+            form_slug="baseline",
+            convertkit_form_id=1,
+            email=request.form["email"],
+            first_name=None,
+            fields={},
+            tags=(),
+            ip_hash=None,
+        )
         return jsonify(ok=True)

@@ -19,8 +19,9 @@ class ChildProcess:
         self.log_path = log_path
         self._log = open(log_path, "ab" if append else "wb")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.url = ""
 
     def alive(self) -> bool:

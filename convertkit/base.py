@@ -155,8 +155,15 @@ class BaseClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _send(self, method: str, path: str, *, params: Mapping[str, Any] | None, data: bytes | None,
-              headers: Mapping[str, str]) -> dict[str, Any]:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+    ) -> dict[str, Any]:
         """The one way out, so the deadline, the bounded read and the error mapping cannot be skipped."""
         headers = {"User-Agent": self.user_agent, "Accept": "application/json", **headers}
         if data is not None:
@@ -237,5 +244,3 @@ def _connected(exc: requests.RequestException) -> bool:
         return False
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return not isinstance(reason, urllib3.exceptions.ConnectTimeoutError)  # NewConnectionError is one
-
-

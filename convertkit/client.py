@@ -38,9 +38,7 @@ class Client(BaseClient):
     ) -> dict[str, Any]:
         """Every v3 call: the credential goes where v3 reads it (query for reads, body for writes)."""
         method = method.upper()
-        name, credential = (
-            ("api_secret", self._api_secret) if secret else ("api_key", self._api_key)
-        )
+        name, credential = ("api_secret", self._api_secret) if secret else ("api_key", self._api_key)
         if not credential:
             raise MissingSecret()
         query = dict(params or {})
@@ -99,8 +97,7 @@ class Client(BaseClient):
     def find_subscriber(self, email: str) -> dict[str, Any] | None:
         """Look an address up (needs api_secret). None means a request that got no answer did not create them;
         a subscriber found may come from any earlier signup, so it alone proves nothing (see form_subscriptions)."""
-        found = field(self.request("GET", "subscribers", params={"email_address": email}, secret=True),
-                       "subscribers")
+        found = field(self.request("GET", "subscribers", params={"email_address": email}, secret=True), "subscribers")
         if not isinstance(found, list):
             raise OddAnswer("ConvertKit's 'subscribers' is not a list.")
         return found[0] if found and isinstance(found[0], dict) else None
@@ -108,8 +105,12 @@ class Client(BaseClient):
     def form_subscriptions(self, form_id: int | str, *, page: int = 1) -> tuple[list[dict[str, Any]], int]:
         """One page of a form's subscriptions, newest first, and the number of pages (needs api_secret). The only
         way v3 tells whether a person is on a given form: an existing subscriber proves nothing about this form."""
-        data = self.request("GET", f"forms/{resource_id(form_id, 'form_id')}/subscriptions",
-                            params={"sort_order": "desc", "page": int(page)}, secret=True)
+        data = self.request(
+            "GET",
+            f"forms/{resource_id(form_id, 'form_id')}/subscriptions",
+            params={"sort_order": "desc", "page": int(page)},
+            secret=True,
+        )
         subscriptions = field(data, "subscriptions")
         if not isinstance(subscriptions, list):
             raise OddAnswer("ConvertKit's 'subscriptions' is not a list.")

@@ -26,9 +26,7 @@ class ConvertKitError(Exception):
     # Whether ConvertKit may have acted although the caller cannot tell: sending again could do it twice.
     may_have_arrived = False
 
-    def __init__(
-        self, message: str | None = None, *, status: int | None = None, error: str | None = None
-    ) -> None:
+    def __init__(self, message: str | None = None, *, status: int | None = None, error: str | None = None) -> None:
         self.message = message or self.default_message
         self.status = status
         self.error = error
@@ -150,9 +148,7 @@ def _text(value: object) -> str | None:
     return None
 
 
-def error_for_status(
-    status: int, body_text: str, *, redact_values: Iterable[str | None] = ()
-) -> StatusError:
+def error_for_status(status: int, body_text: str, *, redact_values: Iterable[str | None] = ()) -> StatusError:
     """Bodies may be JSON (v3's {"error", "message"}, v4's {"errors": [...]}), HTML or plain text, so parsing is
     a bonus and never a requirement."""
     redact_values = tuple(redact_values)

@@ -26,15 +26,22 @@ class ClientV4(BaseClient):
     version = "v4"
     can_look_up = True  # the key alone may read subscribers (v3 needs the secret)
 
-    def request(self, method: str, path: str, *, json: Mapping[str, Any] | None = None,
-                params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, *, json: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         data = None if json is None else jsonlib.dumps(dict(json)).encode("utf-8")
         return self._send(method.upper(), path, params=params, data=data, headers={"X-Kit-Api-Key": self._api_key})
 
     # One signup, step by step ------------------------------------------------------------------------------
 
-    def upsert_subscriber(self, email: str, *, first_name: str | None = None,
-                          fields: Mapping[str, Any] | None = None, state: str = "inactive") -> dict[str, Any]:
+    def upsert_subscriber(
+        self,
+        email: str,
+        *,
+        first_name: str | None = None,
+        fields: Mapping[str, Any] | None = None,
+        state: str = "inactive",
+    ) -> dict[str, Any]:
         """Create the person, or update an existing one (whose state Kit leaves as it is). `inactive` for a new
         person, as Kit's WordPress plugin sends for a form signup, so the form's double opt-in still asks them to
         confirm; an `active` subscriber would skip it."""
@@ -61,14 +68,16 @@ class ClientV4(BaseClient):
     def find_subscriber(self, email: str) -> dict[str, Any] | None:
         """Any state: a form signup with double opt-in makes an `inactive` subscriber, which v4 lists only when
         asked for every status."""
-        found = field(self.request("GET", "subscribers", params={"email_address": email, "status": "all"}),
-                      "subscribers")
+        found = field(
+            self.request("GET", "subscribers", params={"email_address": email, "status": "all"}), "subscribers"
+        )
         if not isinstance(found, list):
             raise OddAnswer("Kit's 'subscribers' is not a list.")
         return found[0] if found and isinstance(found[0], dict) else None
 
-    def form_subscribers(self, form_id: int | str, *, added_after: str | None = None,
-                         after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def form_subscribers(
+        self, form_id: int | str, *, added_after: str | None = None, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the people on a form (any status), and the cursor of the next page (None at the end)."""
         params = {"status": "all", "per_page": PER_PAGE}
         if added_after:
@@ -95,8 +104,12 @@ class ClientV4(BaseClient):
     def _every(self, path: str, key: str, params: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
         after = None
         while True:
-            page, after = _page(self.request("GET", path, params={**(params or {}), "per_page": PER_PAGE,
-                                                                  **({"after": after} if after else {})}), key)
+            page, after = _page(
+                self.request(
+                    "GET", path, params={**(params or {}), "per_page": PER_PAGE, **({"after": after} if after else {})}
+                ),
+                key,
+            )
             yield from page
             if after is None:
                 return

@@ -39,8 +39,11 @@ def check(client, specs: Mapping[str, FormSpec]) -> Report:
             lines.append(f"{spec.slug}: ConvertKit form {form_id} missing!")
             problems.append(f"{where}, key 'convertkit_form_id': ConvertKit has no form {spec.convertkit_form_id}")
         problems += [f"{where}, key 'tags': ConvertKit has no tag {tag}" for tag in spec.tags if tag not in tags]
-        problems += [f"{where}, key 'fields': ConvertKit has no custom field {f.name!r} (create it in ConvertKit)"
-                     for f in spec.fields if f.name not in BUILT_IN_FIELDS and f.name not in fields]
+        problems += [
+            f"{where}, key 'fields': ConvertKit has no custom field {f.name!r} (create it in ConvertKit)"
+            for f in spec.fields
+            if f.name not in BUILT_IN_FIELDS and f.name not in fields
+        ]
     return Report(lines, problems)
 
 
@@ -70,8 +73,10 @@ def _swap_version(url: str, mine: str, theirs: str) -> str:
 
 
 def wrong_version_message(version: str, works_with: str) -> str:
-    return (f"CONVERTKIT_API_KEY is not a {version} key but works with Kit's {works_with} API: "
-            f"set CONVERTKIT_API_VERSION={works_with}")
+    return (
+        f"CONVERTKIT_API_KEY is not a {version} key but works with Kit's {works_with} API: "
+        f"set CONVERTKIT_API_VERSION={works_with}"
+    )
 
 
 def import_entries(client, specs: Mapping[str, FormSpec]) -> list[tuple[str, str]]:
@@ -85,11 +90,13 @@ def import_entries(client, specs: Mapping[str, FormSpec]) -> list[tuple[str, str
             continue
         slug = _free_slug(_slugify(str(form.get("name") or f"form-{form['id']}")), taken)
         taken.add(slug)
-        values = {"convertkit_form_id": int(form["id"]),
-                  "title": _text(form.get("title")) or _text(form.get("name")) or slug,
-                  "description": _text(form.get("description")),
-                  "button": _text(form.get("sign_up_button_text")),
-                  "success_message": _text(form.get("success_message"))}
+        values = {
+            "convertkit_form_id": int(form["id"]),
+            "title": _text(form.get("title")) or _text(form.get("name")) or slug,
+            "description": _text(form.get("description")),
+            "button": _text(form.get("sign_up_button_text")),
+            "success_message": _text(form.get("success_message")),
+        }
         body = "".join(f"{key} = {_toml(value)}\n" for key, value in values.items() if value)
         entries.append((slug, f"[forms.{slug}]\n{body}"))
     return entries

@@ -37,19 +37,30 @@ class Provider:
         return f"{self.name.upper()}_VERIFY_URL"
 
 
-PROVIDERS = {provider.name: provider for provider in (
-    Provider("turnstile", "cf-turnstile-response",
-             verify_url="https://challenges.cloudflare.com/turnstile/v0/siteverify",
-             csp_hosts="https://challenges.cloudflare.com",
-             script_url="https://challenges.cloudflare.com/turnstile/v0/api.js",
-             widget_class="cf-turnstile", secret_variable="TURNSTILE_SECRET"),
-    Provider("hcaptcha", "h-captcha-response",
-             verify_url="https://api.hcaptcha.com/siteverify",
-             csp_hosts="https://hcaptcha.com https://*.hcaptcha.com",
-             script_url="https://js.hcaptcha.com/1/api.js",
-             widget_class="h-captcha", secret_variable="HCAPTCHA_SECRET"),
-    Provider("altcha", "altcha"),
-)}
+PROVIDERS = {
+    provider.name: provider
+    for provider in (
+        Provider(
+            "turnstile",
+            "cf-turnstile-response",
+            verify_url="https://challenges.cloudflare.com/turnstile/v0/siteverify",
+            csp_hosts="https://challenges.cloudflare.com",
+            script_url="https://challenges.cloudflare.com/turnstile/v0/api.js",
+            widget_class="cf-turnstile",
+            secret_variable="TURNSTILE_SECRET",
+        ),
+        Provider(
+            "hcaptcha",
+            "h-captcha-response",
+            verify_url="https://api.hcaptcha.com/siteverify",
+            csp_hosts="https://hcaptcha.com https://*.hcaptcha.com",
+            script_url="https://js.hcaptcha.com/1/api.js",
+            widget_class="h-captcha",
+            secret_variable="HCAPTCHA_SECRET",
+        ),
+        Provider("altcha", "altcha"),
+    )
+}
 
 
 ALTCHA_MAX_NUMBER = 50_000  # about a quarter of a second of hashing on a phone; a bot pays it per signup
@@ -75,10 +86,13 @@ class Challenges:
     def altcha_challenge(self) -> dict:
         """A signed proof-of-work puzzle: no third party, no cookie, solved by form.js before it posts."""
         # In an options object: the keyword overload altcha declares wants every argument, though each has a default.
-        challenge = altcha.create_challenge_v1(altcha.ChallengeOptionsV1(
-            hmac_key=self.settings.secret_key, max_number=ALTCHA_MAX_NUMBER,
-            expires=dt.datetime.now(dt.UTC) + ALTCHA_LIFETIME,
-        ))
+        challenge = altcha.create_challenge_v1(
+            altcha.ChallengeOptionsV1(
+                hmac_key=self.settings.secret_key,
+                max_number=ALTCHA_MAX_NUMBER,
+                expires=dt.datetime.now(dt.UTC) + ALTCHA_LIFETIME,
+            )
+        )
         return challenge.to_dict()
 
     def _verify_altcha(self, answer: str) -> bool:

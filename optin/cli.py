@@ -48,8 +48,13 @@ def migrate_command():
 @click.command("worker")
 @with_appcontext
 @click.option("--poll", default=1.0, show_default=True, help="Seconds to sleep when nothing is due.")
-@click.option("--threads", default=4, show_default=True, envvar="WORKER_THREADS",
-              help="Deliveries in flight at once (env WORKER_THREADS).")
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    envvar="WORKER_THREADS",
+    help="Deliveries in flight at once (env WORKER_THREADS).",
+)
 def worker_command(poll, threads):
     """Deliver pending signups to ConvertKit until stopped (SIGTERM finishes the signups in hand)."""
     run_workers(services().delivery, threads=threads, poll=poll)
@@ -119,8 +124,10 @@ def list_command(status, form, limit):
     counts = services().signups.counts()
     click.echo("  ".join(f"{name}: {counts[name]}" for name in STATUSES))
     for s in services().signups.find(status=status, form=form, limit=limit):
-        click.echo(f"{s.id:>8}  {s.status:<9}  {s.form_slug:<16}  {when(s.created_at)}  attempts={s.attempts}"
-                   f"  {mask_email(s.email)}  {s.last_error or ''}")
+        click.echo(
+            f"{s.id:>8}  {s.status:<9}  {s.form_slug:<16}  {when(s.created_at)}  attempts={s.attempts}"
+            f"  {mask_email(s.email)}  {s.last_error or ''}"
+        )
 
 
 @signups_group.command("show")
@@ -130,15 +137,25 @@ def show_command(signup_id):
     if s is None:
         raise click.ClickException(f"no signup {signup_id}")
     rows = [
-        ("id", s.id), ("form", f"{s.form_slug} (ConvertKit form {s.convertkit_form_id})"), ("email", s.email),
-        ("first_name", s.first_name or "-"), ("fields", s.fields or "-"), ("tags", list(s.tags) or "-"),
-        ("status", s.status), ("attempts", s.attempts), ("created", when(s.created_at)),
+        ("id", s.id),
+        ("form", f"{s.form_slug} (ConvertKit form {s.convertkit_form_id})"),
+        ("email", s.email),
+        ("first_name", s.first_name or "-"),
+        ("fields", s.fields or "-"),
+        ("tags", list(s.tags) or "-"),
+        ("status", s.status),
+        ("attempts", s.attempts),
+        ("created", when(s.created_at)),
         ("next attempt", when(s.next_attempt_at) if s.status == "pending" else "-"),
-        ("last attempt", when(s.last_attempt_at)), ("finished", when(s.finished_at)),
-        ("last error", s.last_error or "-"), ("subscriber id", s.subscriber_id or "-"),
+        ("last attempt", when(s.last_attempt_at)),
+        ("finished", when(s.finished_at)),
+        ("last error", s.last_error or "-"),
+        ("subscriber id", s.subscriber_id or "-"),
         ("being sent", when(s.sending_at) if s.sending_at else "-"),
-        ("unanswered", f"attempt of {when(s.unconfirmed_at)}, look-up step {s.check_page}"
-                       if s.unconfirmed_at else "-"),
+        (
+            "unanswered",
+            f"attempt of {when(s.unconfirmed_at)}, look-up step {s.check_page}" if s.unconfirmed_at else "-",
+        ),
         ("possible duplicates", s.possible_duplicates),
     ]
     for name, value in rows:
@@ -164,16 +181,40 @@ def retry_command(signup_ids, failed, paused):
 @click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", help="File (default: stdout).")
 def export_command(status, form, output):
     """CSV of signups, for a backup or an import elsewhere."""
-    columns = ["id", "form_slug", "convertkit_form_id", "email", "first_name", "fields", "tags", "status",
-               "attempts", "created_at", "finished_at", "last_error"]
+    columns = [
+        "id",
+        "form_slug",
+        "convertkit_form_id",
+        "email",
+        "first_name",
+        "fields",
+        "tags",
+        "status",
+        "attempts",
+        "created_at",
+        "finished_at",
+        "last_error",
+    ]
     writer = csv.writer(output)
     writer.writerow(columns)
     for s in services().signups.find(status=status, form=form):
-        writer.writerow(cell(value) for value in [
-            s.id, s.form_slug, s.convertkit_form_id, s.email, s.first_name or "",
-            "; ".join(f"{k}={v}" for k, v in sorted(s.fields.items())), " ".join(map(str, s.tags)), s.status,
-            s.attempts, when(s.created_at), when(s.finished_at), s.last_error or "",
-        ])
+        writer.writerow(
+            cell(value)
+            for value in [
+                s.id,
+                s.form_slug,
+                s.convertkit_form_id,
+                s.email,
+                s.first_name or "",
+                "; ".join(f"{k}={v}" for k, v in sorted(s.fields.items())),
+                " ".join(map(str, s.tags)),
+                s.status,
+                s.attempts,
+                when(s.created_at),
+                when(s.finished_at),
+                s.last_error or "",
+            ]
+        )
 
 
 @signups_group.command("purge")

@@ -74,8 +74,16 @@ class Delivery:
     counts a possible duplicate.
     """
 
-    def __init__(self, *, settings: Settings, signups: Signups, windows: Windows, pauses: Pauses,
-                 client: convertkit.Client | convertkit.ClientV4, clock: Clock):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        signups: Signups,
+        windows: Windows,
+        pauses: Pauses,
+        client: convertkit.Client | convertkit.ClientV4,
+        clock: Clock,
+    ):
         self.settings = settings
         self.signups = signups
         self.windows = windows
@@ -99,9 +107,10 @@ class Delivery:
     def paused(self, active: list[dict] | None = None) -> Paused:
         """What not to deliver now, from the pauses table's rows (`active`; read, a second old at most, if None)."""
         active = self.pauses.active() if active is None else active
-        return Paused(account=any(p["scope"] == ACCOUNT for p in active),
-                      forms=frozenset(int(p["scope"].split(":", 1)[1]) for p in active
-                                      if p["scope"].startswith("form:")))
+        return Paused(
+            account=any(p["scope"] == ACCOUNT for p in active),
+            forms=frozenset(int(p["scope"].split(":", 1)[1]) for p in active if p["scope"].startswith("form:")),
+        )
 
     def may_try_now(self, form_id: int) -> bool:
         """Whether a web request may try its signup at once (see reserve): not while the form or the account is
@@ -120,8 +129,9 @@ class Delivery:
             return False
         return True
 
-    def slot(self, *, wait: bool = False,
-             stop: threading.Event | None = None) -> AbstractContextManager[HeldSlot | None]:
+    def slot(
+        self, *, wait: bool = False, stop: threading.Event | None = None
+    ) -> AbstractContextManager[HeldSlot | None]:
         """A slot of ConvertKit's window for the worker's calls, ended on leaving the block (limiter.held): with
         `wait`, blocks until one is free or `stop` is set; without, None at once when the window is full."""
         return held(self.windows, self.rate_scope, self.settings.rate_limit, self.hold, wait=wait, stop=stop)
@@ -164,8 +174,9 @@ class Delivery:
         plan = steps.steps(self.client, signup)
         if signup.steps_done >= len(plan):  # every call was taken; only the record of it was missing
             self.windows.cancel(slot)
-            self.signups.mark_delivered(signup, owner, at=now, subscriber_id=signup.subscriber_id, counted=False,
-                                        steps_done=signup.steps_done)
+            self.signups.mark_delivered(
+                signup, owner, at=now, subscriber_id=signup.subscriber_id, counted=False, steps_done=signup.steps_done
+            )
             return Outcome("delivered")
         step = plan[signup.steps_done]
         blind = False
@@ -173,14 +184,22 @@ class Delivery:
             ready_at = signup.unconfirmed_at + self.hold
             if now < ready_at:  # the attempt may still be on its way: a look-up now could miss it
                 self.windows.cancel(slot)
-                self.signups.mark_retry(signup, owner, at=now, next_attempt_at=ready_at, counted=False,
-                                        error=signup.last_error or "waiting to look up an unanswered attempt",
-                                        unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page,
-                                        check_cursor=signup.check_cursor)
+                self.signups.mark_retry(
+                    signup,
+                    owner,
+                    at=now,
+                    next_attempt_at=ready_at,
+                    counted=False,
+                    error=signup.last_error or "waiting to look up an unanswered attempt",
+                    unconfirmed_at=signup.unconfirmed_at,
+                    check_page=signup.check_page,
+                    check_cursor=signup.check_cursor,
+                )
                 return Outcome("retry")
             if self.client.can_look_up:
-                return self._look_up(signup, owner, slot, unconfirmed_at=signup.unconfirmed_at,
-                                     last=signup.steps_done + 1 == len(plan))
+                return self._look_up(
+                    signup, owner, slot, unconfirmed_at=signup.unconfirmed_at, last=signup.steps_done + 1 == len(plan)
+                )
             blind = True  # v3 without the secret cannot ask: send again, and count it
         elif signup.steps_done == 0 and (twin := self.signups.twin(signup, within=TWIN_WINDOW)) is not None:
             told = Outcome("delivered") if twin.status == "delivered" else Outcome("retry")
@@ -199,8 +218,9 @@ class Delivery:
                 if error is None:
                     return self._took(signup, owner, step, answer, last=last, blind=blind)
                 if step.tag and isinstance(error, convertkit.NotFound):
-                    return self._took(signup, owner, step, None, last=last,
-                                      note=f"not tagged: ConvertKit has no {step.name} (404)")
+                    return self._took(
+                        signup, owner, step, None, last=last, note=f"not tagged: ConvertKit has no {step.name} (404)"
+                    )
                 return self._failed(signup, owner, error, blind=blind, checked=step.checked)
 
         return self._record(signup, record, answer_outcome(error, last=last))
@@ -213,8 +233,13 @@ class Delivery:
         try:
             return record()
         except sa.exc.SQLAlchemyError as exc:
-            log.error("signup %s: ConvertKit answered (%s) but the database refused to record it (%s); "
-                      "retrying in the background", signup.id, outcome.kind, type(exc).__name__)
+            log.error(
+                "signup %s: ConvertKit answered (%s) but the database refused to record it (%s); "
+                "retrying in the background",
+                signup.id,
+                outcome.kind,
+                type(exc).__name__,
+            )
             self._unrecorded.put((self.clock() + self.lease_seconds, record))
             self._start_recorder()
             return outcome
@@ -243,16 +268,37 @@ class Delivery:
         self.windows.cancel(slot)
         now = self.clock()
         if twin.status == "delivered":
-            self.signups.mark_delivered(signup, owner, at=now, subscriber_id=twin.subscriber_id, counted=False,
-                                        note=f"not sent: the same as signup {twin.id}, which ConvertKit has")
+            self.signups.mark_delivered(
+                signup,
+                owner,
+                at=now,
+                subscriber_id=twin.subscriber_id,
+                counted=False,
+                note=f"not sent: the same as signup {twin.id}, which ConvertKit has",
+            )
             log.info("signup %s is the same as delivered signup %s: not sent again", signup.id, twin.id)
             return Outcome("delivered")
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + self.hold, counted=False,
-                                error=f"waiting for signup {twin.id}, which has the same details")
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=now,
+            next_attempt_at=now + self.hold,
+            counted=False,
+            error=f"waiting for signup {twin.id}, which has the same details",
+        )
         return Outcome("retry")
 
-    def _took(self, signup: Signup, owner: str, step: steps.Step, answer: dict | None, *, last: bool,
-              blind: bool = False, note: str | None = None) -> Outcome:
+    def _took(
+        self,
+        signup: Signup,
+        owner: str,
+        step: steps.Step,
+        answer: dict | None,
+        *,
+        last: bool,
+        blind: bool = False,
+        note: str | None = None,
+    ) -> Outcome:
         """ConvertKit took this call: the signup is delivered after its last one, else the next is due at once."""
         found = steps.subscriber_id(answer)
         if note:
@@ -260,16 +306,28 @@ class Delivery:
         if self.windows.strikes(self.rate_scope):  # a success ends a run of 429s
             self.windows.clear_strikes(self.rate_scope)
         if not last:
-            self.signups.mark_step(signup, owner, at=self.clock(), subscriber_id=found, note=note,
-                                   resent_blind=blind)
+            self.signups.mark_step(signup, owner, at=self.clock(), subscriber_id=found, note=note, resent_blind=blind)
             return Outcome("partial")
-        self.signups.mark_delivered(signup, owner, at=self.clock(), resent_blind=blind, note=note,
-                                    subscriber_id=found if found is not None else signup.subscriber_id)
+        self.signups.mark_delivered(
+            signup,
+            owner,
+            at=self.clock(),
+            resent_blind=blind,
+            note=note,
+            subscriber_id=found if found is not None else signup.subscriber_id,
+        )
         log.info("signup %s delivered (form %s, %s)", signup.id, signup.form_slug, mask_email(signup.email))
         return Outcome("delivered")
 
-    def _failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError, *,
-                blind: bool = False, checked: bool = True) -> Outcome:
+    def _failed(
+        self,
+        signup: Signup,
+        owner: str,
+        error: convertkit.ConvertKitError,
+        *,
+        blind: bool = False,
+        checked: bool = True,
+    ) -> Outcome:
         # Refusals (4xx) mean ConvertKit did not act on this send: a blind resend that is refused subscribed
         # nobody twice, and the earlier attempt's unknown outcome stays on record.
         if isinstance(error, convertkit.Invalid):
@@ -298,11 +356,21 @@ class Delivery:
                 if finding.kind == "arrived":
                     log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
                     if not last:
-                        self.signups.mark_step(signup, owner, at=self.clock(), subscriber_id=signup.subscriber_id,
-                                               note="the unanswered call had arrived (looked up)")
+                        self.signups.mark_step(
+                            signup,
+                            owner,
+                            at=self.clock(),
+                            subscriber_id=signup.subscriber_id,
+                            note="the unanswered call had arrived (looked up)",
+                        )
                         return Outcome("partial")
-                    self.signups.mark_delivered(signup, owner, at=self.clock(), subscriber_id=signup.subscriber_id,
-                                                note="the unanswered attempt had arrived (looked up)")
+                    self.signups.mark_delivered(
+                        signup,
+                        owner,
+                        at=self.clock(),
+                        subscriber_id=signup.subscriber_id,
+                        note="the unanswered attempt had arrived (looked up)",
+                    )
                     return Outcome("delivered")
                 if finding.kind == "absent":
                     return self._not_there(signup, owner, finding.why)
@@ -314,30 +382,52 @@ class Delivery:
 
     def _look_further(self, signup: Signup, owner: str, finding: steps.Finding) -> Outcome:
         """The next call of the look-up, at once: the signup keeps its place at the head of the queue."""
-        self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.next_attempt_at,
-                                counted=False, error=signup.last_error or "looking up an unanswered attempt",
-                                unconfirmed_at=signup.unconfirmed_at, check_page=finding.page,
-                                check_cursor=finding.cursor, subscriber_id=finding.subscriber_id)
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=self.clock(),
+            next_attempt_at=signup.next_attempt_at,
+            counted=False,
+            error=signup.last_error or "looking up an unanswered attempt",
+            unconfirmed_at=signup.unconfirmed_at,
+            check_page=finding.page,
+            check_cursor=finding.cursor,
+            subscriber_id=finding.subscriber_id,
+        )
         return Outcome("retry")
 
     def _not_there(self, signup: Signup, owner: str, why: str) -> Outcome:
         """ConvertKit does not have it: send again, at the signup's old place in the queue."""
-        self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.created_at, counted=False,
-                                error=f"{signup.last_error or 'unanswered'} (looked up: {why}; sending again)")
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=self.clock(),
+            next_attempt_at=signup.created_at,
+            counted=False,
+            error=f"{signup.last_error or 'unanswered'} (looked up: {why}; sending again)",
+        )
         log.info("signup %s: the unanswered attempt had not arrived (%s); sending again", signup.id, why)
         return Outcome("retry")
 
     def _resend_blind(self, signup: Signup, owner: str, why: str) -> Outcome:
         """ConvertKit cannot tell: a duplicate confirmation email is better than a lost signup. Counted."""
-        self.signups.mark_retry(signup, owner, at=self.clock(), next_attempt_at=signup.created_at, counted=False,
-                                error=f"{signup.last_error or 'unanswered'} (could not look up: {why}; sending"
-                                      " again, possibly twice)", resent_blind=True)
-        log.warning("signup %s: could not tell whether the unanswered attempt arrived (%s); sending again",
-                    signup.id, why)
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=self.clock(),
+            next_attempt_at=signup.created_at,
+            counted=False,
+            error=f"{signup.last_error or 'unanswered'} (could not look up: {why}; sending again, possibly twice)",
+            resent_blind=True,
+        )
+        log.warning(
+            "signup %s: could not tell whether the unanswered attempt arrived (%s); sending again", signup.id, why
+        )
         return Outcome("retry")
 
-    def _look_up_failed(self, signup: Signup, owner: str, error: convertkit.ConvertKitError, *,
-                        unconfirmed_at: float) -> Outcome:
+    def _look_up_failed(
+        self, signup: Signup, owner: str, error: convertkit.ConvertKitError, *, unconfirmed_at: float
+    ) -> Outcome:
         if isinstance(error, convertkit.RateLimited):
             return self._rate_limited(signup, owner)
         if isinstance(error, convertkit.Unauthorized | convertkit.Forbidden):
@@ -350,8 +440,9 @@ class Delivery:
     def _rejected(self, signup, owner, exc) -> Outcome:
         message = exc.message or "ConvertKit did not accept this address."
         self.signups.mark_rejected(signup, owner, at=self.clock(), reason=f"{exc.status}: {message}")
-        log.info("signup %s rejected by ConvertKit (%s): %s", signup.id, exc.status,
-                 scrub_address(message, signup.email))
+        log.info(
+            "signup %s rejected by ConvertKit (%s): %s", signup.id, exc.status, scrub_address(message, signup.email)
+        )
         return Outcome("rejected", message=message)
 
     def _paused(self, signup, owner, exc) -> Outcome:
@@ -363,9 +454,17 @@ class Delivery:
         }.get(exc.status, f"ConvertKit answered {exc.status}")
         self.pauses.pause(scope, reason)
         now = self.clock()
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now, error=reason, counted=False,
-                                unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page,
-                                check_cursor=signup.check_cursor)
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=now,
+            next_attempt_at=now,
+            error=reason,
+            counted=False,
+            unconfirmed_at=signup.unconfirmed_at,
+            check_page=signup.check_page,
+            check_cursor=signup.check_cursor,
+        )
         log.error("delivery paused for %s: %s (signup %s kept pending)", scope, reason, signup.id)
         return Outcome("paused")
 
@@ -373,12 +472,20 @@ class Delivery:
         # Our own limiter should make this rare: another program is using the key. Wait a window, then longer.
         # A 429 is ConvertKit refusing before acting: a look-up in progress stays where it was.
         strikes = self.windows.strikes(self.rate_scope)
-        wait = min(self.settings.rate_limit.seconds * 2 ** strikes, 600)
+        wait = min(self.settings.rate_limit.seconds * 2**strikes, 600)
         self.windows.block(self.rate_scope, wait)
         now = self.clock()
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=now + wait, error="429 rate limited",
-                                counted=False, unconfirmed_at=signup.unconfirmed_at, check_page=signup.check_page,
-                                check_cursor=signup.check_cursor)
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=now,
+            next_attempt_at=now + wait,
+            error="429 rate limited",
+            counted=False,
+            unconfirmed_at=signup.unconfirmed_at,
+            check_page=signup.check_page,
+            check_cursor=signup.check_cursor,
+        )
         log.warning("ConvertKit rate limit hit (429); all delivery waits %.0f s", wait)
         return Outcome("retry", message="rate limited")
 
@@ -387,7 +494,7 @@ class Delivery:
         first = signup.first_failed_at if signup.first_failed_at is not None else now
         failed = now - first >= self.settings.retry_budget_hours * 3600
         base = self.settings.retry_base_seconds
-        delay = random.uniform(0.5, 1.0) * min(base * 2 ** signup.attempts, 3600)
+        delay = random.uniform(0.5, 1.0) * min(base * 2**signup.attempts, 3600)
         error = f"{type(exc).__name__}: {scrub_address(str(exc), signup.email)}"
         # An unknown outcome of this send, or one still being looked up: never send before asking, and never ask
         # before the attempt can have arrived (one slot hold after it began).
@@ -397,9 +504,18 @@ class Delivery:
         next_attempt_at = now + delay
         if unconfirmed_at is not None:
             next_attempt_at = max(next_attempt_at, unconfirmed_at + self.hold)
-        self.signups.mark_retry(signup, owner, at=now, next_attempt_at=next_attempt_at, error=error, failed=failed,
-                                unconfirmed_at=unconfirmed_at, check_page=signup.check_page,
-                                check_cursor=signup.check_cursor, resent_blind=blind and exc.may_have_arrived)
+        self.signups.mark_retry(
+            signup,
+            owner,
+            at=now,
+            next_attempt_at=next_attempt_at,
+            error=error,
+            failed=failed,
+            unconfirmed_at=unconfirmed_at,
+            check_page=signup.check_page,
+            check_cursor=signup.check_cursor,
+            resent_blind=blind and exc.may_have_arrived,
+        )
         if failed:
             log.error("signup %s failed after the retry budget: %s", signup.id, error)
         else:

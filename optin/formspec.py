@@ -102,8 +102,18 @@ def _parse_form(slug: str, table: object) -> FormSpec:
         return text(key) or default
 
     known = {
-        "convertkit_form_id", "title", "description", "button", "success_message", "redirect_url",
-        "tags", "allowed_origins", "fields", "blocked_domains", "challenge", "challenge_site_key",
+        "convertkit_form_id",
+        "title",
+        "description",
+        "button",
+        "success_message",
+        "redirect_url",
+        "tags",
+        "allowed_origins",
+        "fields",
+        "blocked_domains",
+        "challenge",
+        "challenge_site_key",
     }
     for key in table:
         if key not in known:

@@ -31,8 +31,13 @@ class FrontDoor:
         try:
             body = self.read_body(environ)
         except HTTPException as problem:
-            log.info("%s %s refused: %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")[:100],
-                     problem.code, problem.description)
+            log.info(
+                "%s %s refused: %s %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO", "")[:100],
+                problem.code,
+                problem.description,
+            )
             environ[PROBLEM] = problem
             body = b""
         if body is not None:
@@ -92,8 +97,9 @@ class FrontDoor:
         if "x-content-type-options" not in names:
             headers.append(NOSNIFF)
         if "location" in names:
-            headers = [(name, self.location(value)) if name.lower() == "location" else (name, value)
-                       for name, value in headers]
+            headers = [
+                (name, self.location(value)) if name.lower() == "location" else (name, value) for name, value in headers
+            ]
         return headers
 
     def location(self, value: str) -> str:

@@ -15,8 +15,10 @@ log = logging.getLogger("optin.health")
 WORKER_SILENT_AFTER = 120.0  # seconds without a worker heartbeat while signups are due
 # A committed write that leaves nothing behind: a full disk or a read-only file refuses it, as it would refuse a
 # signup. rate_events is swept by the limiter anyway, should a row ever be left.
-PROBE = (sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) VALUES ('healthz', :id, :t, :t)"),
-         sa.text("DELETE FROM rate_events WHERE scope = 'healthz' AND id = :id"))
+PROBE = (
+    sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) VALUES ('healthz', :id, :t, :t)"),
+    sa.text("DELETE FROM rate_events WHERE scope = 'healthz' AND id = :id"),
+)
 
 
 def storage_problem(db) -> str | None:
@@ -34,8 +36,14 @@ def storage_problem(db) -> str | None:
 
 
 def unavailable(problem: str) -> dict:
-    return {"ok": False, "backlog": None, "oldest_pending_seconds": None, "worker_seen_seconds_ago": None,
-            "paused": [], "problems": [problem]}
+    return {
+        "ok": False,
+        "backlog": None,
+        "oldest_pending_seconds": None,
+        "worker_seen_seconds_ago": None,
+        "paused": [],
+        "problems": [problem],
+    }
 
 
 def report(*, db, signups, delivery) -> dict:

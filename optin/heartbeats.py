@@ -8,8 +8,9 @@ from sqlalchemy.engine import Connection
 
 from .db import Database
 
-BEAT = sa.text("INSERT INTO heartbeats (worker, seen_at) VALUES (:w, :t)"
-               " ON CONFLICT (worker) DO UPDATE SET seen_at = :t")
+BEAT = sa.text(
+    "INSERT INTO heartbeats (worker, seen_at) VALUES (:w, :t) ON CONFLICT (worker) DO UPDATE SET seen_at = :t"
+)
 LAST = sa.text("SELECT max(seen_at) FROM heartbeats")
 
 

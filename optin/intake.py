@@ -40,8 +40,18 @@ class Result:
 
 
 class Intake:
-    def __init__(self, *, settings, form_classes: dict[str, type[SignupForm]], signer: TokenSigner,
-                 nonces: Nonces, windows: Windows, signups: Signups, delivery: Delivery, challenges):
+    def __init__(
+        self,
+        *,
+        settings,
+        form_classes: dict[str, type[SignupForm]],
+        signer: TokenSigner,
+        nonces: Nonces,
+        windows: Windows,
+        signups: Signups,
+        delivery: Delivery,
+        challenges,
+    ):
         self.settings = settings
         self.form_classes = form_classes
         self.signer = signer
@@ -124,9 +134,15 @@ class Intake:
                 if self.windows.acquire("email:" + email_key, self.settings.email_limit):
                     slot = self.delivery.reserve() if try_now else None
                     signup = self.signups.record(
-                        form_slug=spec.slug, convertkit_form_id=spec.convertkit_form_id, email=email,
-                        first_name=values.pop("first_name", None), fields=values, tags=spec.tags, ip_hash=ip_key,
-                        referrer=form.page_url(), lease_owner=owner if slot else None,
+                        form_slug=spec.slug,
+                        convertkit_form_id=spec.convertkit_form_id,
+                        email=email,
+                        first_name=values.pop("first_name", None),
+                        fields=values,
+                        tags=spec.tags,
+                        ip_hash=ip_key,
+                        referrer=form.page_url(),
+                        lease_owner=owner if slot else None,
                         lease_seconds=self.delivery.lease_seconds,
                     )
         except BaseException:
@@ -135,8 +151,11 @@ class Intake:
             raise
         if signup is None:
             log.info("form %s: too many signups for %s today", spec.slug, mask_email(email))
-            return self._limited(form, "This address has been signed up several times today. "
-                                       "Please check your inbox for the confirmation email.")
+            return self._limited(
+                form,
+                "This address has been signed up several times today. "
+                "Please check your inbox for the confirmation email.",
+            )
         if slot is None:
             return Result("accepted", form)
         outcome = self.delivery.deliver_inline(signup, owner, slot)

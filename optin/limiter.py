@@ -61,10 +61,13 @@ class Windows(Protocol):
 BLOCKED = sa.text("SELECT until FROM rate_blocks WHERE scope = :s")
 ENDS = sa.text("SELECT ends_at FROM rate_events WHERE scope = :s AND ends_at > :t ORDER BY ends_at")
 # Count and take in one statement: a form post takes two windows, and most posts find room.
-TAKE = sa.text("INSERT INTO rate_events (scope, id, ends_at, forget_at) SELECT :s, :id, :e, :f"
-               " WHERE (SELECT count(*) FROM rate_events WHERE scope = :s AND ends_at > :t) < :n")
-FORGET = sa.text("DELETE FROM rate_events WHERE (scope, id) IN"
-                 " (SELECT scope, id FROM rate_events WHERE forget_at < :now LIMIT :n)")
+TAKE = sa.text(
+    "INSERT INTO rate_events (scope, id, ends_at, forget_at) SELECT :s, :id, :e, :f"
+    " WHERE (SELECT count(*) FROM rate_events WHERE scope = :s AND ends_at > :t) < :n"
+)
+FORGET = sa.text(
+    "DELETE FROM rate_events WHERE (scope, id) IN (SELECT scope, id FROM rate_events WHERE forget_at < :now LIMIT :n)"
+)
 SWEEP_BATCH = 1000  # rows per transaction: about 6 ms of SQLite's single writer
 
 
@@ -82,8 +85,20 @@ class SqlWindows:
             if blocked is not None and blocked > now:
                 return Verdict(None, blocked - now)
             slot = Slot(scope, secrets.token_hex(8))
-            if conn.execute(TAKE, {"s": scope, "id": slot.id, "e": now + hold, "f": now + hold + limit.seconds,
-                                   "t": now - limit.seconds, "n": limit.count}).rowcount == 1:
+            if (
+                conn.execute(
+                    TAKE,
+                    {
+                        "s": scope,
+                        "id": slot.id,
+                        "e": now + hold,
+                        "f": now + hold + limit.seconds,
+                        "t": now - limit.seconds,
+                        "n": limit.count,
+                    },
+                ).rowcount
+                == 1
+            ):
                 return Verdict(slot, 0.0)
             # Full: room comes when the oldest request that keeps it full leaves the window. (On PostgreSQL a
             # slot may finish between the two statements: then there is room already.)
@@ -95,8 +110,10 @@ class SqlWindows:
     def finish(self, slot: Slot) -> None:
         """The answer is in: the slot counts from now, not from its time-out."""
         with self.db.transaction() as conn:
-            conn.execute(sa.text("UPDATE rate_events SET ends_at = :now WHERE scope = :s AND id = :id"),
-                         {"now": self.db.now(conn), "s": slot.scope, "id": slot.id})
+            conn.execute(
+                sa.text("UPDATE rate_events SET ends_at = :now WHERE scope = :s AND id = :id"),
+                {"now": self.db.now(conn), "s": slot.scope, "id": slot.id},
+            )
 
     def sweep(self) -> int:
         """Forget requests older than their window in every scope: one-time visitors' IPs would pile up.
@@ -115,21 +132,26 @@ class SqlWindows:
     def cancel(self, slot: Slot) -> None:
         """Nothing was sent after all."""
         with self.db.transaction() as conn:
-            conn.execute(sa.text("DELETE FROM rate_events WHERE scope = :s AND id = :id"),
-                         {"s": slot.scope, "id": slot.id})
+            conn.execute(
+                sa.text("DELETE FROM rate_events WHERE scope = :s AND id = :id"), {"s": slot.scope, "id": slot.id}
+            )
 
     def block(self, scope: str, seconds: float) -> None:
         with self.db.transaction(lock="optin.window." + scope) as conn:
             until = self.db.now(conn) + seconds
-            conn.execute(sa.text(
-                "INSERT INTO rate_blocks (scope, until, strikes) VALUES (:s, :u, 1)"
-                " ON CONFLICT (scope) DO UPDATE SET until = :u, strikes = rate_blocks.strikes + 1"
-            ), {"s": scope, "u": until})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO rate_blocks (scope, until, strikes) VALUES (:s, :u, 1)"
+                    " ON CONFLICT (scope) DO UPDATE SET until = :u, strikes = rate_blocks.strikes + 1"
+                ),
+                {"s": scope, "u": until},
+            )
 
     def strikes(self, scope: str) -> int:
         with self.db.read() as conn:
-            return int(conn.execute(sa.text("SELECT strikes FROM rate_blocks WHERE scope = :s"),
-                                    {"s": scope}).scalar() or 0)
+            return int(
+                conn.execute(sa.text("SELECT strikes FROM rate_blocks WHERE scope = :s"), {"s": scope}).scalar() or 0
+            )
 
     def clear_strikes(self, scope: str) -> None:
         with self.db.transaction() as conn:
@@ -183,8 +205,9 @@ class RedisWindows:
 
     def acquire(self, scope: str, limit: RateLimit, hold: float = 0.0, *, blockable: bool = False) -> Verdict:
         slot_id = secrets.token_hex(8)
-        ok, wait = self._acquire(keys=self._keys(scope),
-                                 args=[limit.count, limit.seconds, hold, slot_id, "1" if blockable else "0"])
+        ok, wait = self._acquire(
+            keys=self._keys(scope), args=[limit.count, limit.seconds, hold, slot_id, "1" if blockable else "0"]
+        )
         return Verdict(Slot(scope, slot_id), 0.0) if int(ok) else Verdict(None, float(wait))
 
     def finish(self, slot: Slot) -> None:
@@ -207,8 +230,9 @@ class RedisWindows:
         self.redis.delete(self._keys(scope)[1])
 
 
-def wait_for_slot(windows: Windows, scope: str, limit: RateLimit, hold: float, *,
-                  stop: threading.Event | None = None) -> Verdict:
+def wait_for_slot(
+    windows: Windows, scope: str, limit: RateLimit, hold: float, *, stop: threading.Event | None = None
+) -> Verdict:
     """Block until a slot is granted (for the worker); the web path never calls this."""
     while True:
         verdict = windows.acquire(scope, limit, hold, blockable=True)
@@ -243,8 +267,15 @@ class HeldSlot:
 
 
 @contextmanager
-def held(windows: Windows, scope: str, limit: RateLimit, hold: float, *, wait: bool = False,
-         stop: threading.Event | None = None) -> Iterator[HeldSlot | None]:
+def held(
+    windows: Windows,
+    scope: str,
+    limit: RateLimit,
+    hold: float,
+    *,
+    wait: bool = False,
+    stop: threading.Event | None = None,
+) -> Iterator[HeldSlot | None]:
     """One owner of a slot's life: None when none was granted (at once, or after waiting, with `wait`, until one
     is or `stop` is set). On leaving, a slot a call went out on is finished, one nobody used is cancelled, and one
     handed over is left to its new owner."""

@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     import redis
 
 # A few at a time: the first post after a quiet spell must not pay for deleting a whole launch's nonces.
-EXPIRE = sa.text("DELETE FROM used_nonces WHERE nonce IN"
-                 " (SELECT nonce FROM used_nonces WHERE expires_at < :now LIMIT 200)")
+EXPIRE = sa.text(
+    "DELETE FROM used_nonces WHERE nonce IN (SELECT nonce FROM used_nonces WHERE expires_at < :now LIMIT 200)"
+)
 USE = sa.text("INSERT INTO used_nonces (nonce, expires_at) VALUES (:n, :e) ON CONFLICT (nonce) DO NOTHING")
 
 

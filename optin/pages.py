@@ -81,15 +81,17 @@ class CachedPages:
     def __call__(self, environ, start_response):
         if environ.get("REQUEST_METHOD") == "GET" and "json" not in environ.get("HTTP_ACCEPT", ""):
             path = environ.get("PATH_INFO", "")
-            page = PAGE_PREFIXES.get(path[:path.find("/", 1) + 1])  # "/f/launch" → "/f/"; "/healthz" → ""
+            page = PAGE_PREFIXES.get(path[: path.find("/", 1) + 1])  # "/f/launch" → "/f/"; "/healthz" → ""
             if page is not None:
-                slug = path[len(page.prefix):]
+                slug = path[len(page.prefix) :]
                 parts = self.pages.cached(slug, page)
                 if parts is not None:
                     spec = self.forms[slug]
                     body = (parts[0] + self.signer.issue(slug) + parts[1]).encode()
-                    headers = [*security.page_headers(spec, embeddable=page.embeddable),
-                               ("Content-Length", str(len(body)))]
+                    headers = [
+                        *security.page_headers(spec, embeddable=page.embeddable),
+                        ("Content-Length", str(len(body))),
+                    ]
                     start_response("200 OK", headers)
                     return [body]
         return self.app(environ, start_response)

@@ -37,17 +37,22 @@ class Pauses:
         self._cached = None
         with self.db.transaction() as conn:
             now = self.db.now(conn)
-            conn.execute(sa.text(
-                "INSERT INTO pauses (scope, reason, since, next_check_at, checks) VALUES (:s, :r, :now, :next, 0)"
-                " ON CONFLICT (scope) DO UPDATE SET reason = :r"
-            ), {"s": scope, "r": reason[:300], "now": now, "next": now + self.first_check_after})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO pauses (scope, reason, since, next_check_at, checks) VALUES (:s, :r, :now, :next, 0)"
+                    " ON CONFLICT (scope) DO UPDATE SET reason = :r"
+                ),
+                {"s": scope, "r": reason[:300], "now": now, "next": now + self.first_check_after},
+            )
 
     def reschedule(self, scope: str, checks: int) -> None:
         self._cached = None
         with self.db.transaction() as conn:
-            delay = min(self.first_check_after * 2 ** checks, 900)
-            conn.execute(sa.text("UPDATE pauses SET next_check_at = :next, checks = :c WHERE scope = :s"),
-                         {"s": scope, "next": self.db.now(conn) + delay, "c": checks + 1})
+            delay = min(self.first_check_after * 2**checks, 900)
+            conn.execute(
+                sa.text("UPDATE pauses SET next_check_at = :next, checks = :c WHERE scope = :s"),
+                {"s": scope, "next": self.db.now(conn) + delay, "c": checks + 1},
+            )
 
     def lift(self, scope: str | None = None) -> int:
         self._cached = None

@@ -92,8 +92,11 @@ class PreparedResponse(Response):
 @functools.lru_cache(maxsize=1024)
 def page_headers(spec: FormSpec, *, embeddable: bool) -> tuple[tuple[str, str], ...]:
     """Every header of a form document, worked out once per form: the document is served on every page view."""
-    return (("Content-Type", "text/html; charset=utf-8"), *BASE_HEADERS.items(),
-            ("Content-Security-Policy", form_csp(spec, embeddable=embeddable)))
+    return (
+        ("Content-Type", "text/html; charset=utf-8"),
+        *BASE_HEADERS.items(),
+        ("Content-Security-Policy", form_csp(spec, embeddable=embeddable)),
+    )
 
 
 def page_response(body: str, spec: FormSpec, *, embeddable: bool) -> Response:

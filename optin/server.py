@@ -32,9 +32,11 @@ HEAD_LIMIT = 1024 * 1024
 DEFAULT_BODY_LIMIT = 16 * 1024
 DEFAULT_READ_SECONDS = 10.0
 CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
-TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
-             b"X-Content-Type-Options: nosniff\r\nContent-Length: 41\r\n\r\n"
-             b"The request did not arrive in time. Bye.\n")
+TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"X-Content-Type-Options: nosniff\r\nContent-Length: 41\r\n\r\n"
+    b"The request did not arrive in time. Bye.\n"
+)
 
 
 def framing(buf: bytes | bytearray, body_limit: int) -> str:
@@ -83,7 +85,7 @@ def chunked(buf: bytes | bytearray, pos: int, body_limit: int) -> str:
         pos = eol + 2 + size + 2
         if pos > len(buf):
             return "wait"
-        if buf[pos - 2:pos] != b"\r\n":
+        if buf[pos - 2 : pos] != b"\r\n":
             return "partial"  # data longer than its chunk size said
 
 
@@ -235,7 +237,6 @@ class BufferingWorker(ThreadWorker):
         return super().handle_request(req, conn)
 
 
-
 class NosniffSocket:
     """A client socket that adds nosniff to the one page gunicorn writes itself (gunicorn.util.write_error)."""
 
@@ -246,21 +247,28 @@ class NosniffSocket:
         return getattr(self._sock, name)
 
     def sendall(self, data, *args):
-        return self._sock.sendall(data.replace(b"\r\nContent-Type: text/html\r\n",
-                                               b"\r\nContent-Type: text/html\r\nX-Content-Type-Options: nosniff\r\n",
-                                               1), *args)
+        return self._sock.sendall(
+            data.replace(
+                b"\r\nContent-Type: text/html\r\n",
+                b"\r\nContent-Type: text/html\r\nX-Content-Type-Options: nosniff\r\n",
+                1,
+            ),
+            *args,
+        )
 
 
 def closing_when_asked(app):
     """An answer with "Connection: close" closes the connection. gunicorn drops hop-by-hop headers from an app's
     answer and would say keep-alive; the front door (optin.frontdoor) asks for a close when it refused a body
     it could not read to its end."""
+
     def wsgi(environ, start_response):
         response = getattr(start_response, "__self__", None)  # gunicorn's Response, whose method this is
 
         def start(status, headers, exc_info=None):
-            if response is not None and any(name.lower() == "connection" and value.strip().lower() == "close"
-                                            for name, value in headers):
+            if response is not None and any(
+                name.lower() == "connection" and value.strip().lower() == "close" for name, value in headers
+            ):
                 response.force_close()
             return start_response(status, headers, exc_info)
 

@@ -80,7 +80,7 @@ class Settings:
     def database_url_from(cls, env: Mapping[str, str]) -> str:
         database_url = (env.get("DATABASE_URL") or cls.database_url).strip()
         if database_url.startswith("postgres://"):  # Heroku's spelling
-            database_url = "postgresql://" + database_url[len("postgres://"):]
+            database_url = "postgresql://" + database_url[len("postgres://") :]
         if not database_url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             raise ConfigError("DATABASE_URL must be a sqlite:/// or postgresql:// URL")
         return database_url
@@ -129,8 +129,9 @@ class Settings:
 
         third_parties = [provider for provider in PROVIDERS.values() if provider.third_party]
         verify_urls = {p.name: env[p.verify_url_variable] for p in third_parties if env.get(p.verify_url_variable)}
-        challenge_secrets = {p.name: env[p.secret_variable] for p in third_parties
-                             if p.secret_variable and env.get(p.secret_variable)}
+        challenge_secrets = {
+            p.name: env[p.secret_variable] for p in third_parties if p.secret_variable and env.get(p.secret_variable)
+        }
 
         return cls(
             secret_key=required("SECRET_KEY"),

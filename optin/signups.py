@@ -81,28 +81,61 @@ class Signups:
     def __init__(self, db: Database):
         self.db = db
 
-    def record(self, *, form_slug, convertkit_form_id, email, first_name, fields, tags, ip_hash,
-               referrer: str | None = None, lease_owner: str | None = None, lease_seconds: float = 0) -> Signup:
+    def record(
+        self,
+        *,
+        form_slug,
+        convertkit_form_id,
+        email,
+        first_name,
+        fields,
+        tags,
+        ip_hash,
+        referrer: str | None = None,
+        lease_owner: str | None = None,
+        lease_seconds: float = 0,
+    ) -> Signup:
         """Store a signup; a lease lets the web request try it inline without the worker racing it, and marks the
         row as being sent (the write-ahead mark) in the same commit."""
         tags = tuple(tags)
         values = {
-            "slug": form_slug, "form_id": convertkit_form_id, "email": email, "first_name": first_name,
-            "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True), "tags": json.dumps(list(tags)),
-            "ip_hash": ip_hash, "owner": lease_owner, "referrer": referrer,
+            "slug": form_slug,
+            "form_id": convertkit_form_id,
+            "email": email,
+            "first_name": first_name,
+            "fields": json.dumps(fields, ensure_ascii=False, sort_keys=True),
+            "tags": json.dumps(list(tags)),
+            "ip_hash": ip_hash,
+            "owner": lease_owner,
+            "referrer": referrer,
         }
         with self.db.transaction() as conn:
             now = self.db.now(conn)
-            values.update(now=now, lease_until=now + lease_seconds if lease_owner else None,
-                          sending_at=now if lease_owner else None)
+            values.update(
+                now=now,
+                lease_until=now + lease_seconds if lease_owner else None,
+                sending_at=now if lease_owner else None,
+            )
             signup_id = conn.execute(RECORD, values).scalar_one()
         # Built from what was stored rather than read back: this runs on every form post.
-        return Signup(id=signup_id, form_slug=form_slug, convertkit_form_id=convertkit_form_id, email=email,
-                      first_name=first_name, fields=dict(fields), tags=tags, created_at=now,
-                      next_attempt_at=now, ip_hash=ip_hash, sending_at=values["sending_at"], referrer=referrer)
+        return Signup(
+            id=signup_id,
+            form_slug=form_slug,
+            convertkit_form_id=convertkit_form_id,
+            email=email,
+            first_name=first_name,
+            fields=dict(fields),
+            tags=tags,
+            created_at=now,
+            next_attempt_at=now,
+            ip_hash=ip_hash,
+            sending_at=values["sending_at"],
+            referrer=referrer,
+        )
 
-    def claim(self, owner: str, *, lease_seconds: float, limit: int = 1,
-              paused_forms: Iterable[int] = ()) -> list[Signup]:
+    def claim(
+        self, owner: str, *, lease_seconds: float, limit: int = 1, paused_forms: Iterable[int] = ()
+    ) -> list[Signup]:
         """Lease due signups; a worker killed mid-delivery loses nothing, its lease just runs out.
 
         Signups whose last attempt has an unknown outcome go first, so their look-up reads ConvertKit's newest
@@ -124,13 +157,23 @@ class Signups:
         """An earlier signup with the same form and the same details, stored at most `within` seconds before this
         one and delivered or still pending: this one is the visitor trying again, not a new signup."""
         with self.db.read() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT * FROM signups WHERE email = :email AND convertkit_form_id = :form AND id < :id"
-                " AND created_at >= :since AND status IN ('pending', 'delivered') ORDER BY id"
-            ), {"email": signup.email, "form": signup.convertkit_form_id, "id": signup.id,
-                "since": signup.created_at - within}).all()
-        same = [s for s in map(Signup.from_row, rows)
-                if (s.first_name, s.fields, s.tags) == (signup.first_name, signup.fields, signup.tags)]
+            rows = conn.execute(
+                sa.text(
+                    "SELECT * FROM signups WHERE email = :email AND convertkit_form_id = :form AND id < :id"
+                    " AND created_at >= :since AND status IN ('pending', 'delivered') ORDER BY id"
+                ),
+                {
+                    "email": signup.email,
+                    "form": signup.convertkit_form_id,
+                    "id": signup.id,
+                    "since": signup.created_at - within,
+                },
+            ).all()
+        same = [
+            s
+            for s in map(Signup.from_row, rows)
+            if (s.first_name, s.fields, s.tags) == (signup.first_name, signup.fields, signup.tags)
+        ]
         delivered = [s for s in same if s.status == DELIVERED]
         first = delivered or same
         return first[0] if first else None
@@ -140,13 +183,16 @@ class Signups:
         skip = " AND convertkit_form_id NOT IN ({})".format(",".join(map(str, paused))) if paused else ""
         with self.db.read() as conn:
             now = self.db.now(conn)
-            return conn.execute(
-                sa.text(
-                    "SELECT 1 FROM signups WHERE status = 'pending' AND next_attempt_at <= :now"
-                    " AND (lease_until IS NULL OR lease_until < :now)" + skip + " LIMIT 1"
-                ),
-                {"now": now},
-            ).first() is not None
+            return (
+                conn.execute(
+                    sa.text(
+                        "SELECT 1 FROM signups WHERE status = 'pending' AND next_attempt_at <= :now"
+                        " AND (lease_until IS NULL OR lease_until < :now)" + skip + " LIMIT 1"
+                    ),
+                    {"now": now},
+                ).first()
+                is not None
+            )
 
     def _finish(self, signup: Signup, owner: str | None, values: dict, *, resent_blind: bool) -> bool:
         """Write an outcome only while holding the lease, so a late, expired worker cannot overwrite a newer one.
@@ -158,47 +204,114 @@ class Signups:
         guard = " AND lease_owner = :owner" if owner else ""
         with self.db.transaction() as conn:
             result = conn.execute(
-                sa.text(f"UPDATE signups SET {sets}, lease_until = NULL, lease_owner = NULL"
-                        f" WHERE id = :id AND status = 'pending'{guard}"),
+                sa.text(
+                    f"UPDATE signups SET {sets}, lease_until = NULL, lease_owner = NULL"
+                    f" WHERE id = :id AND status = 'pending'{guard}"
+                ),
                 {**values, "id": signup.id, "owner": owner},
             )
         return result.rowcount == 1
 
-    def mark_delivered(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None,
-                       note: str | None = None, counted: bool = True, resent_blind: bool = False,
-                       steps_done: int | None = None) -> bool:
-        return self._finish(signup, owner, {
-            "status": DELIVERED, "finished_at": at, "last_attempt_at": at,
-            "attempts": signup.attempts + (1 if counted else 0), "subscriber_id": subscriber_id,
-            "last_error": note, "unconfirmed_at": None, "check_page": 0, "check_cursor": None,
-            "steps_done": signup.steps_done + 1 if steps_done is None else steps_done,
-        }, resent_blind=resent_blind)
+    def mark_delivered(
+        self,
+        signup: Signup,
+        owner: str | None,
+        *,
+        at: float,
+        subscriber_id: int | None,
+        note: str | None = None,
+        counted: bool = True,
+        resent_blind: bool = False,
+        steps_done: int | None = None,
+    ) -> bool:
+        return self._finish(
+            signup,
+            owner,
+            {
+                "status": DELIVERED,
+                "finished_at": at,
+                "last_attempt_at": at,
+                "attempts": signup.attempts + (1 if counted else 0),
+                "subscriber_id": subscriber_id,
+                "last_error": note,
+                "unconfirmed_at": None,
+                "check_page": 0,
+                "check_cursor": None,
+                "steps_done": signup.steps_done + 1 if steps_done is None else steps_done,
+            },
+            resent_blind=resent_blind,
+        )
 
-    def mark_step(self, signup: Signup, owner: str | None, *, at: float, subscriber_id: int | None,
-                  note: str | None = None, resent_blind: bool = False) -> bool:
+    def mark_step(
+        self,
+        signup: Signup,
+        owner: str | None,
+        *,
+        at: float,
+        subscriber_id: int | None,
+        note: str | None = None,
+        resent_blind: bool = False,
+    ) -> bool:
         """One call of several done: the next one is due at once, from the signup's old place in the queue."""
-        return self._finish(signup, owner, {
-            "steps_done": signup.steps_done + 1, "last_attempt_at": at, "last_error": note,
-            "subscriber_id": subscriber_id if subscriber_id is not None else signup.subscriber_id,
-            "unconfirmed_at": None, "check_page": 0, "check_cursor": None,
-        }, resent_blind=resent_blind)
+        return self._finish(
+            signup,
+            owner,
+            {
+                "steps_done": signup.steps_done + 1,
+                "last_attempt_at": at,
+                "last_error": note,
+                "subscriber_id": subscriber_id if subscriber_id is not None else signup.subscriber_id,
+                "unconfirmed_at": None,
+                "check_page": 0,
+                "check_cursor": None,
+            },
+            resent_blind=resent_blind,
+        )
 
-    def mark_rejected(self, signup: Signup, owner: str | None, *, at: float, reason: str,
-                      resent_blind: bool = False) -> bool:
-        return self._finish(signup, owner, {
-            "status": REJECTED, "finished_at": at, "last_attempt_at": at, "attempts": signup.attempts + 1,
-            "last_error": reason[:500], "unconfirmed_at": None, "check_page": 0, "check_cursor": None,
-        }, resent_blind=resent_blind)
+    def mark_rejected(
+        self, signup: Signup, owner: str | None, *, at: float, reason: str, resent_blind: bool = False
+    ) -> bool:
+        return self._finish(
+            signup,
+            owner,
+            {
+                "status": REJECTED,
+                "finished_at": at,
+                "last_attempt_at": at,
+                "attempts": signup.attempts + 1,
+                "last_error": reason[:500],
+                "unconfirmed_at": None,
+                "check_page": 0,
+                "check_cursor": None,
+            },
+            resent_blind=resent_blind,
+        )
 
-    def mark_retry(self, signup: Signup, owner: str | None, *, at: float, next_attempt_at: float, error: str,
-                   failed: bool = False, counted: bool = True, unconfirmed_at: float | None = None,
-                   check_page: int = 0, check_cursor: str | None = None, subscriber_id: int | None = None,
-                   resent_blind: bool = False) -> bool:
+    def mark_retry(
+        self,
+        signup: Signup,
+        owner: str | None,
+        *,
+        at: float,
+        next_attempt_at: float,
+        error: str,
+        failed: bool = False,
+        counted: bool = True,
+        unconfirmed_at: float | None = None,
+        check_page: int = 0,
+        check_cursor: str | None = None,
+        subscriber_id: int | None = None,
+        resent_blind: bool = False,
+    ) -> bool:
         """Back in the queue. `unconfirmed_at` (when the attempt began) keeps an unknown outcome on record, so the
         next step looks it up instead of sending; None means the next step sends."""
         values = {
-            "next_attempt_at": next_attempt_at, "last_attempt_at": at, "last_error": error[:500],
-            "unconfirmed_at": unconfirmed_at, "check_page": check_page, "check_cursor": check_cursor,
+            "next_attempt_at": next_attempt_at,
+            "last_attempt_at": at,
+            "last_error": error[:500],
+            "unconfirmed_at": unconfirmed_at,
+            "check_page": check_page,
+            "check_cursor": check_cursor,
             "attempts": signup.attempts + (1 if counted else 0),
             "first_failed_at": signup.first_failed_at if signup.first_failed_at is not None else at,
         }
@@ -215,8 +328,14 @@ class Signups:
             row = conn.execute(sa.text("SELECT * FROM signups WHERE id = :id"), {"id": signup_id}).first()
         return Signup.from_row(row) if row else None
 
-    def find(self, *, status: Status | None = None, form: str | None = None, email: str | None = None,
-             limit: int | None = None) -> list[Signup]:
+    def find(
+        self,
+        *,
+        status: Status | None = None,
+        form: str | None = None,
+        email: str | None = None,
+        limit: int | None = None,
+    ) -> list[Signup]:
         where, params = [], {"status": status, "form": form, "email": (email or "").strip().lower()}
         if status:
             where.append("status = :status")
@@ -233,8 +352,9 @@ class Signups:
     def possible_duplicates(self) -> int:
         """Signups sent again after an unknown outcome that ConvertKit could not rule out (see /healthz)."""
         with self.db.read() as conn:
-            return int(conn.execute(sa.text(
-                "SELECT count(*) FROM signups WHERE possible_duplicates > 0")).scalar() or 0)
+            return int(
+                conn.execute(sa.text("SELECT count(*) FROM signups WHERE possible_duplicates > 0")).scalar() or 0
+            )
 
     def counts(self) -> dict[str, int]:
         with self.db.read() as conn:
@@ -244,9 +364,9 @@ class Signups:
     def backlog(self) -> tuple[int, float | None, float | None]:
         """Pending count, the oldest pending signup's creation time, and the earliest due time."""
         with self.db.read() as conn:
-            row = conn.execute(sa.text(
-                "SELECT count(*), min(created_at), min(next_attempt_at) FROM signups WHERE status = 'pending'"
-            )).one()
+            row = conn.execute(
+                sa.text("SELECT count(*), min(created_at), min(next_attempt_at) FROM signups WHERE status = 'pending'")
+            ).one()
         return int(row[0]), row[1], row[2]
 
     def retry(self, *, ids: Iterable[int] = (), failed: bool = False) -> int:
@@ -262,8 +382,10 @@ class Signups:
         with self.db.transaction() as conn:
             now = self.db.now(conn)
             result = conn.execute(
-                sa.text("UPDATE signups SET status = 'pending', next_attempt_at = :now, first_failed_at = NULL,"
-                        " finished_at = NULL, lease_until = NULL, lease_owner = NULL WHERE " + " OR ".join(clauses)),
+                sa.text(
+                    "UPDATE signups SET status = 'pending', next_attempt_at = :now, first_failed_at = NULL,"
+                    " finished_at = NULL, lease_until = NULL, lease_owner = NULL WHERE " + " OR ".join(clauses)
+                ),
                 {"now": now},
             )
         return result.rowcount
@@ -271,6 +393,7 @@ class Signups:
     def purge(self, email: str) -> int:
         """Delete every signup of one address (a GDPR erasure request)."""
         with self.db.transaction() as conn:
-            result = conn.execute(sa.text("DELETE FROM signups WHERE lower(email) = :email"),
-                                  {"email": email.strip().lower()})
+            result = conn.execute(
+                sa.text("DELETE FROM signups WHERE lower(email) = :email"), {"email": email.strip().lower()}
+            )
         return result.rowcount

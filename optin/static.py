@@ -27,7 +27,8 @@ def register_static(app: Flask) -> None:
     source = Path(app.static_folder)
     versions = {
         path.relative_to(source).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        for path in source.rglob("*") if path.is_file()
+        for path in source.rglob("*")
+        if path.is_file()
     }
 
     def asset(filename: str) -> str:
@@ -41,8 +42,7 @@ def register_static(app: Flask) -> None:
 
     root = compressed_copy(source)
     app.jinja_env.globals["asset"] = asset
-    middleware = WhiteNoise(app.wsgi_app, root=str(root), prefix="static/", max_age=YEAR,
-                            add_headers_function=headers)
+    middleware = WhiteNoise(app.wsgi_app, root=str(root), prefix="static/", max_age=YEAR, add_headers_function=headers)
     middleware.add_files(str(root / "embed"), prefix="")
     app.wsgi_app = middleware
 

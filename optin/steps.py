@@ -47,16 +47,34 @@ def steps(client: convertkit.Client | convertkit.ClientV4, signup: Signup) -> li
     fields = signup.fields or None
     if isinstance(client, convertkit.ClientV4):
         return [
-            Step("subscriber", lambda: client.upsert_subscriber(signup.email, first_name=signup.first_name,
-                                                                fields=fields), checked=False),
-            Step("form", lambda: client.add_to_form(signup.convertkit_form_id, signup.email,
-                                                    referrer=signup.referrer), checked=True),
-            *(Step(f"tag {tag}", partial(client.tag_subscriber, tag, signup.email), checked=False, tag=True)
-              for tag in signup.tags),
+            Step(
+                "subscriber",
+                lambda: client.upsert_subscriber(signup.email, first_name=signup.first_name, fields=fields),
+                checked=False,
+            ),
+            Step(
+                "form",
+                lambda: client.add_to_form(signup.convertkit_form_id, signup.email, referrer=signup.referrer),
+                checked=True,
+            ),
+            *(
+                Step(f"tag {tag}", partial(client.tag_subscriber, tag, signup.email), checked=False, tag=True)
+                for tag in signup.tags
+            ),
         ]
-    return [Step("subscribe", lambda: client.subscribe_to_form(
-        signup.convertkit_form_id, signup.email, first_name=signup.first_name, fields=fields,
-        tags=list(signup.tags) or None), checked=True)]
+    return [
+        Step(
+            "subscribe",
+            lambda: client.subscribe_to_form(
+                signup.convertkit_form_id,
+                signup.email,
+                first_name=signup.first_name,
+                fields=fields,
+                tags=list(signup.tags) or None,
+            ),
+            checked=True,
+        )
+    ]
 
 
 def subscriber_id(answer: dict[str, Any] | None) -> int | None:
@@ -76,8 +94,9 @@ def look_up(client: convertkit.Client | convertkit.ClientV4, signup: Signup, *, 
         return Finding("further", page=1, subscriber_id=person.get("id"))
     if isinstance(client, convertkit.ClientV4):
         added_after = dt.datetime.fromtimestamp(since, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        people, cursor = client.form_subscribers(signup.convertkit_form_id, added_after=added_after,
-                                                 after=signup.check_cursor)
+        people, cursor = client.form_subscribers(
+            signup.convertkit_form_id, added_after=added_after, after=signup.check_cursor
+        )
         if any(p.get("id") == signup.subscriber_id and timestamp(p, "added_at") >= since for p in people):
             return Finding("arrived")
         if cursor is None:

@@ -40,8 +40,15 @@ class Token:
 class TokenSigner:
     """Issues and checks tokens; the clock is injectable so tests need not sleep."""
 
-    def __init__(self, secret_key: str, *, fallbacks: Sequence[str] = (), min_age: float = 2.0,
-                 max_age: float = 6 * 3600, clock=time.time):
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        fallbacks: Sequence[str] = (),
+        min_age: float = 2.0,
+        max_age: float = 6 * 3600,
+        clock=time.time,
+    ):
         # slug~milliseconds~nonce, HMAC-SHA256 signed: no JSON, no compression, about 10 µs to issue.
         # New tokens are signed with secret_key; `fallbacks` (the previous keys, newest first, as Flask's
         # SECRET_KEY_FALLBACKS) still verify the forms already served, until they expire after a rotation.

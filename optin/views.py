@@ -73,9 +73,15 @@ def form_page(slug: str):
     if request.method in ("GET", "HEAD"):  # HEAD is a GET without the body: it never stores anything
         if wants_json():  # for sites that build their own markup and post JSON
             form = intake.blank(spec)
-            return jsonify(form=spec.slug, title=spec.title, token=form.token.current_token,
-                           fields=[{"name": f.name, "label": f.label.text, "required": bool(f.flags.required)}
-                                   for f in [form.email, *form.extra_fields]])
+            return jsonify(
+                form=spec.slug,
+                title=spec.title,
+                token=form.token.current_token,
+                fields=[
+                    {"name": f.name, "label": f.label.text, "required": bool(f.flags.required)}
+                    for f in [form.email, *form.extra_fields]
+                ],
+            )
         # The first view of each page (later ones are answered by pages.CachedPages): cached from then on.
         body = services().pages.render(spec, intake.signer.issue(spec.slug), lambda: intake.blank(spec), page=page)
         return security.page_response(body, spec, embeddable=page.embeddable)
@@ -88,8 +94,9 @@ def form_page(slug: str):
         if spec.redirect_url and not page.embeddable:  # in a frame, the thanks page links on instead
             return redirect(spec.redirect_url, 303)
         return redirect(url_for(f".{page.thanks}", slug=slug), 303)
-    return render_template(page.template, spec=spec, form=result.form, page=page.name,
-                           form_errors=result.errors.get(FORM_ERRORS, [])), result.status
+    return render_template(
+        page.template, spec=spec, form=result.form, page=page.name, form_errors=result.errors.get(FORM_ERRORS, [])
+    ), result.status
 
 
 def thanks(slug: str):
@@ -115,8 +122,7 @@ ENDPOINT_PAGES = add_page_routes()
 def json_result(spec, result: Result):
     if result.ok:
         return jsonify(ok=True, message=spec.success_message, redirect=spec.redirect_url)
-    return jsonify(ok=False, errors=result.errors, token=result.form.token.current_token), \
-        result.status
+    return jsonify(ok=False, errors=result.errors, token=result.form.token.current_token), result.status
 
 
 @bp.get("/f/<slug>/altcha")

@@ -25,8 +25,15 @@ SWEEP_EVERY = 60.0
 class Worker:
     """One delivery loop: one signup in flight at a time. `run_workers` runs several side by side."""
 
-    def __init__(self, delivery: Delivery, *, poll: float = 1.0, lease_seconds: float | None = None,
-                 stop: threading.Event | None = None, index: int = 0):
+    def __init__(
+        self,
+        delivery: Delivery,
+        *,
+        poll: float = 1.0,
+        lease_seconds: float | None = None,
+        stop: threading.Event | None = None,
+        index: int = 0,
+    ):
         self.delivery = delivery
         self.signups = delivery.signups
         self.pauses = delivery.pauses

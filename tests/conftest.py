@@ -114,6 +114,7 @@ def post_form(client):
 
 # Real services -----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def postgres_url():
     """A fresh schema in the test database, so tests never see each other's rows."""
@@ -150,6 +151,7 @@ def redis_url():
 
 
 # Real processes ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def processes(tmp_path):

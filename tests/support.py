@@ -78,27 +78,47 @@ def wait_until(predicate, timeout: float, message: str, interval: float = 0.1):
 
 def host_page(body: str, title: str = "A customer's website") -> str:
     """A minimal, valid page of the customer's site around some embed code."""
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f'<link rel="icon" href="data:,"></head><body><h1>{title}</h1>{body}</body></html>')
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f'<link rel="icon" href="data:,"></head><body><h1>{title}</h1>{body}</body></html>'
+    )
 
 
 def fast_env(env, **extra):
     """Retries and pause checks scaled from minutes to fractions of a second."""
-    return {**env, "CONVERTKIT_TIMEOUT": "0.5", "DELIVERY_RETRY_BASE_SECONDS": "0.05",
-            "DELIVERY_PAUSE_CHECK_SECONDS": "0.3", "CONVERTKIT_RATE_LIMIT": "100/1", **extra}
+    return {
+        **env,
+        "CONVERTKIT_TIMEOUT": "0.5",
+        "DELIVERY_RETRY_BASE_SECONDS": "0.05",
+        "DELIVERY_PAUSE_CHECK_SECONDS": "0.3",
+        "CONVERTKIT_RATE_LIMIT": "100/1",
+        **extra,
+    }
 
 
 def record(services, n, form="simple", prefix="person", *, with_tags=False):
     """Signups as the web stored them, before any attempt: the queue the worker must drain."""
     spec = services.forms[form]
-    return [services.signups.record(form_slug=form, convertkit_form_id=spec.convertkit_form_id,
-                                    email=f"{prefix}{i}@example.com", first_name=None, fields={},
-                                    tags=spec.tags if with_tags else (), ip_hash=None) for i in range(n)]
+    return [
+        services.signups.record(
+            form_slug=form,
+            convertkit_form_id=spec.convertkit_form_id,
+            email=f"{prefix}{i}@example.com",
+            first_name=None,
+            fields={},
+            tags=spec.tags if with_tags else (),
+            ip_hash=None,
+        )
+        for i in range(n)
+    ]
 
 
 def delivered_emails(ck):
-    return [r["json"]["email"] for r in ck.requests(path_contains="/subscribe") if r["status"] == 200
-            and r["path"].endswith("/subscribe")]
+    return [
+        r["json"]["email"]
+        for r in ck.requests(path_contains="/subscribe")
+        if r["status"] == 200 and r["path"].endswith("/subscribe")
+    ]
 
 
 def subscriptions(ck, prefix=""):
@@ -110,10 +130,17 @@ def wait_all_finished(services, timeout=60):
     def done():
         statuses = [s.status for s in services.signups.find()]
         return statuses and all(s != "pending" for s in statuses)
+
     wait_until(done, timeout, f"still pending: {services.signups.counts()}")
 
 
 def v4_env(env, ck, **extra):
     """The same app on Kit's v4 API: its own key, no secret."""
-    return {**env, "CONVERTKIT_API_VERSION": "v4", "CONVERTKIT_API_KEY": ck.v4_api_key,
-            "CONVERTKIT_API_SECRET": "", "CONVERTKIT_API_URL": ck.api_v4_url, **extra}
+    return {
+        **env,
+        "CONVERTKIT_API_VERSION": "v4",
+        "CONVERTKIT_API_KEY": ck.v4_api_key,
+        "CONVERTKIT_API_SECRET": "",
+        "CONVERTKIT_API_URL": ck.api_v4_url,
+        **extra,
+    }

@@ -5,8 +5,11 @@ import re
 import pytest
 from support import extract_token
 
-ENTRY_POINTS = [pytest.param(("f", False), id="iframe-form"), pytest.param(("p", False), id="landing-page"),
-                pytest.param(("f", True), id="json")]
+ENTRY_POINTS = [
+    pytest.param(("f", False), id="iframe-form"),
+    pytest.param(("p", False), id="landing-page"),
+    pytest.param(("f", True), id="json"),
+]
 
 ORIGINS_TOML = """
 [forms.partner]
@@ -65,11 +68,24 @@ def test_a_missing_or_forged_token_is_refused_everywhere(client, ck, entry):
 def test_per_ip_limit_answers_with_a_friendly_429(make_app, ck, entry):
     page, json_mode = entry
     client = make_app(RATE_LIMIT_PER_IP="3/60").test_client()
-    codes = [send(client, "simple", {"token": fresh_token(client, page=page), "email": f"p{i}@example.com"},
-                  page=page, json_mode=json_mode).status_code for i in range(4)]
+    codes = [
+        send(
+            client,
+            "simple",
+            {"token": fresh_token(client, page=page), "email": f"p{i}@example.com"},
+            page=page,
+            json_mode=json_mode,
+        ).status_code
+        for i in range(4)
+    ]
     assert codes[:3] == [303 if not json_mode else 200] * 3 and codes[3] == 429
-    last = send(client, "simple", {"token": fresh_token(client, page=page), "email": "x@example.com"},
-                page=page, json_mode=json_mode)
+    last = send(
+        client,
+        "simple",
+        {"token": fresh_token(client, page=page), "email": "x@example.com"},
+        page=page,
+        json_mode=json_mode,
+    )
     assert "Too many attempts" in last.get_data(as_text=True)
 
 
@@ -77,11 +93,19 @@ def test_per_ip_limit_uses_the_address_the_router_reports(make_app, ck):
     client = make_app(RATE_LIMIT_PER_IP="2/60", TRUSTED_PROXY_HOPS="1").test_client()
     for visitor in range(5):  # a launch: many visitors behind one router are not one source
         for _ in range(2):
-            response = send(client, "simple", {"token": fresh_token(client), "email": f"v{visitor}-{_}@example.com"},
-                            headers={"X-Forwarded-For": f"203.0.113.{visitor}"})
+            response = send(
+                client,
+                "simple",
+                {"token": fresh_token(client), "email": f"v{visitor}-{_}@example.com"},
+                headers={"X-Forwarded-For": f"203.0.113.{visitor}"},
+            )
             assert response.status_code == 303
-    spoofed = send(client, "simple", {"token": fresh_token(client), "email": "s@example.com"},
-                   headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.0"})
+    spoofed = send(
+        client,
+        "simple",
+        {"token": fresh_token(client), "email": "s@example.com"},
+        headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.0"},
+    )
     assert spoofed.status_code == 429, "only the hop the router added is trusted"
 
 
@@ -89,9 +113,12 @@ def test_per_ip_limit_uses_the_address_the_router_reports(make_app, ck):
 def test_per_email_limit_across_forms_stops_subscription_bombing(make_app, ck, backend, request):
     extra = {"REDIS_URL": request.getfixturevalue("redis_url")} if backend == "redis" else {}
     client = make_app(RATE_LIMIT_PER_EMAIL="2/86400", **extra).test_client()
-    codes = [send(client, slug, {"token": fresh_token(client, slug), "email": "Victim@Example.com",
-                                 "company": "x"}).status_code
-             for slug in ("simple", "launch", "redirecting")]
+    codes = [
+        send(
+            client, slug, {"token": fresh_token(client, slug), "email": "Victim@Example.com", "company": "x"}
+        ).status_code
+        for slug in ("simple", "launch", "redirecting")
+    ]
     assert codes == [303, 303, 429]
     assert len(ck.requests(path_contains="/subscribe")) == 2
 
@@ -109,17 +136,33 @@ def test_blocked_domains_and_origins(make_app, ck, tmp_path):
     path = tmp_path / "origins.toml"
     path.write_text(ORIGINS_TOML)
     client = make_app(FORMS_FILE=str(path)).test_client()
-    blocked = send(client, "partner", {"token": fresh_token(client, "partner"), "email": "x@mailinator.com"},
-                   headers={"Origin": "https://partner.example"})
+    blocked = send(
+        client,
+        "partner",
+        {"token": fresh_token(client, "partner"), "email": "x@mailinator.com"},
+        headers={"Origin": "https://partner.example"},
+    )
     assert blocked.status_code == 422 and "different email address" in blocked.get_data(as_text=True)
-    foreign = send(client, "partner", {"token": fresh_token(client, "partner"), "email": "x@example.com"},
-                   headers={"Origin": "https://evil.example"})
+    foreign = send(
+        client,
+        "partner",
+        {"token": fresh_token(client, "partner"), "email": "x@example.com"},
+        headers={"Origin": "https://evil.example"},
+    )
     assert foreign.status_code == 403
-    by_referer = send(client, "partner", {"token": fresh_token(client, "partner"), "email": "y@example.com"},
-                      headers={"Referer": "https://partner.example/blog/post"})
+    by_referer = send(
+        client,
+        "partner",
+        {"token": fresh_token(client, "partner"), "email": "y@example.com"},
+        headers={"Referer": "https://partner.example/blog/post"},
+    )
     assert by_referer.status_code == 303
-    own_frame = send(client, "partner", {"token": fresh_token(client, "partner"), "email": "z@example.com"},
-                     headers={"Origin": "http://localhost"})
+    own_frame = send(
+        client,
+        "partner",
+        {"token": fresh_token(client, "partner"), "email": "z@example.com"},
+        headers={"Origin": "http://localhost"},
+    )
     assert own_frame.status_code == 303, "the iframe document posts from the app's own origin"
     assert [r["json"]["email"] for r in ck.requests(path_contains="/subscribe")] == ["y@example.com", "z@example.com"]
 
@@ -133,15 +176,22 @@ def test_frame_ancestors_and_cors_follow_allowed_origins(make_app, ck, tmp_path)
     assert "X-Frame-Options" not in frame.headers
     assert "frame-ancestors *" in client.get("/f/open").headers["Content-Security-Policy"]
     assert "frame-ancestors 'none'" in client.get("/p/partner").headers["Content-Security-Policy"]
-    allowed = send(client, "partner", {"token": fresh_token(client, "partner"), "email": "c@example.com"},
-                   json_mode=True, headers={"Origin": "https://partner.example"})
+    allowed = send(
+        client,
+        "partner",
+        {"token": fresh_token(client, "partner"), "email": "c@example.com"},
+        json_mode=True,
+        headers={"Origin": "https://partner.example"},
+    )
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://partner.example"
     assert "Access-Control-Allow-Credentials" not in allowed.headers
-    preflight = client.options("/f/partner", headers={"Origin": "https://partner.example",
-                                                      "Access-Control-Request-Method": "POST"})
+    preflight = client.options(
+        "/f/partner", headers={"Origin": "https://partner.example", "Access-Control-Request-Method": "POST"}
+    )
     assert preflight.headers["Access-Control-Allow-Origin"] == "https://partner.example"
-    other = client.options("/f/partner", headers={"Origin": "https://evil.example",
-                                                  "Access-Control-Request-Method": "POST"})
+    other = client.options(
+        "/f/partner", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
+    )
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
@@ -155,43 +205,59 @@ def test_security_headers_everywhere(client, path):
         assert "script-src 'self'" in csp and "unsafe-inline" not in csp
 
 
-@pytest.mark.parametrize(("body", "headers", "status"), [
-    (b"x" * 70_000, {"Content-Type": "application/x-www-form-urlencoded"}, 413),
-    (b"email=\xff\xfe%ZZ&token=1", {"Content-Type": "application/x-www-form-urlencoded"}, 422),
-    (b"<xml/>", {"Content-Type": "application/xml"}, 415),
-    (b"[1, 2]", {"Content-Type": "application/json"}, 400),
-    (b'{"email": {"$ne": 1}, "token": 5}', {"Content-Type": "application/json"}, 422),
-    (b"email=a%0d%0abcc%40evil.com%40example.com&company=ok",
-     {"Content-Type": "application/x-www-form-urlencoded"}, 422),
-])
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"x" * 70_000, {"Content-Type": "application/x-www-form-urlencoded"}, 413),
+        (b"email=\xff\xfe%ZZ&token=1", {"Content-Type": "application/x-www-form-urlencoded"}, 422),
+        (b"<xml/>", {"Content-Type": "application/xml"}, 415),
+        (b"[1, 2]", {"Content-Type": "application/json"}, 400),
+        (b'{"email": {"$ne": 1}, "token": 5}', {"Content-Type": "application/json"}, 422),
+        (
+            b"email=a%0d%0abcc%40evil.com%40example.com&company=ok",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            422,
+        ),
+    ],
+)
 def test_bad_input_gets_a_clear_4xx(client, ck, body, headers, status):
     response = client.post("/f/launch", data=body, headers=headers)
     assert response.status_code == status
 
 
 def test_control_characters_and_overlong_values_are_refused_beside_the_field(client, ck):
-    data = {"token": fresh_token(client, "launch"), "email": "ok@example.com", "first_name": "Ann\nBcc: x",
-            "company": "y" * 500}
+    data = {
+        "token": fresh_token(client, "launch"),
+        "email": "ok@example.com",
+        "first_name": "Ann\nBcc: x",
+        "company": "y" * 500,
+    }
     response = send(client, "launch", data, json_mode=True)
     assert response.status_code == 422
     assert set(response.json["errors"]) == {"first_name", "company"}
 
 
 def test_nothing_in_a_request_can_redirect_the_visitor(client, ck):
-    data = {"token": fresh_token(client, "simple"), "email": "a@example.com", "redirect_url": "https://evil.example",
-            "next": "https://evil.example"}
+    data = {
+        "token": fresh_token(client, "simple"),
+        "email": "a@example.com",
+        "redirect_url": "https://evil.example",
+        "next": "https://evil.example",
+    }
     response = client.post("/f/simple?next=https://evil.example", data=data)
     assert response.status_code == 303 and response.headers["Location"].startswith("/f/simple/thanks")
 
 
 def test_logs_carry_no_address_and_no_secret(client, ck, caplog):
     import logging
+
     caplog.set_level(logging.DEBUG)
     ck.configure(api_key="changed")
     send(client, "simple", {"token": fresh_token(client), "email": "someone.private@example.com"})
     send(client, "simple", {"token": fresh_token(client), "email": "someone.private@example.com", "hp": "x"})
     assert "someone.private" not in caplog.text
     from support import API_KEY, API_SECRET
+
     assert API_KEY not in caplog.text and API_SECRET not in caplog.text
 
 
@@ -202,8 +268,11 @@ def test_the_json_form_description_gives_a_token(client):
 
 def form_action(response) -> list[str]:
     """The hosts a page's forms may post to (and so redirect through), from its Content-Security-Policy."""
-    [directive] = [d.strip() for d in response.headers["Content-Security-Policy"].split(";")
-                   if d.strip().startswith("form-action ")]
+    [directive] = [
+        d.strip()
+        for d in response.headers["Content-Security-Policy"].split(";")
+        if d.strip().startswith("form-action ")
+    ]
     return directive.split()[1:]
 
 
@@ -235,7 +304,8 @@ def test_a_refused_token_gives_the_form_back_with_the_input_and_a_token_that_wor
     now = [1_000_000.0]
     signer.clock = lambda: now[0]
     token = {"another-form": signer.issue("launch"), "forged": "simple~1000000000~forged.bad-signature"}.get(
-        problem, signer.issue("simple"))
+        problem, signer.issue("simple")
+    )
     now[0] += {"too-fast": 1, "expired": 3601}.get(problem, 60)
     if problem == "replayed":
         assert send(client, "simple", {"token": token, "email": "first@example.com"}).status_code == 303
@@ -269,8 +339,15 @@ def test_a_token_signed_with_another_secret_key_is_refused(make_app, ck):
 
 def test_without_a_proxy_in_front_a_forwarded_for_header_does_not_escape_the_ip_limit(make_app, ck):
     client = make_app(RATE_LIMIT_PER_IP="2/60", TRUSTED_PROXY_HOPS="0").test_client()
-    codes = [send(client, "simple", {"token": fresh_token(client), "email": f"f{n}@example.com"},
-                  headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code for n in range(3)]
+    codes = [
+        send(
+            client,
+            "simple",
+            {"token": fresh_token(client), "email": f"f{n}@example.com"},
+            headers={"X-Forwarded-For": f"203.0.113.{n}"},
+        ).status_code
+        for n in range(3)
+    ]
     assert codes == [303, 303, 429]
 
 
@@ -299,12 +376,15 @@ def test_with_redis_machines_on_separate_databases_share_used_tokens_and_limits(
 ALL_SOURCES = ("default-src", "script-src", "style-src", "img-src", "connect-src", "frame-src")
 
 
-@pytest.mark.parametrize(("slug", "hosts"), [
-    ("plain", set()),
-    ("altcha", set()),
-    ("turnstile", {"https://challenges.cloudflare.com"}),
-    ("hcaptcha", {"https://hcaptcha.com", "https://*.hcaptcha.com"}),
-])
+@pytest.mark.parametrize(
+    ("slug", "hosts"),
+    [
+        ("plain", set()),
+        ("altcha", set()),
+        ("turnstile", {"https://challenges.cloudflare.com"}),
+        ("hcaptcha", {"https://hcaptcha.com", "https://*.hcaptcha.com"}),
+    ],
+)
 def test_the_form_loads_nothing_from_another_host_but_its_challenge(make_app, tmp_path, slug, hosts):
     path = tmp_path / "hosts.toml"
     path.write_text("""

@@ -18,7 +18,9 @@ def version(request):
 
 
 def test_check_names_each_unknown_tag_and_custom_field_with_its_form(make_app, env, ck, version, forms_file):
-    forms_file.write_text(forms_file.read_text() + """
+    forms_file.write_text(
+        forms_file.read_text()
+        + """
 [forms.extras]
 convertkit_form_id = 4243
 title = "Extras"
@@ -27,7 +29,8 @@ tags = [101, 999]
 [[forms.extras.fields]]
 name = "favourite_colour"
 label = "Favourite colour"
-""")
+"""
+    )
     result = make_app(**on(version, env, ck)).test_cli_runner().invoke(args=["check"])
     assert result.exit_code == 1
     assert "form 'extras', key 'tags': ConvertKit has no tag 999" in result.output

@@ -65,12 +65,18 @@ def verifier():
 def client(make_app, tmp_path, verifier):
     path = tmp_path / "challenges.toml"
     path.write_text(CHALLENGE_TOML)
-    return make_app(FORMS_FILE=str(path), TURNSTILE_VERIFY_URL=verifier, HCAPTCHA_VERIFY_URL=verifier,
-                    TURNSTILE_SECRET="server-side-secret", HCAPTCHA_SECRET="server-side-secret").test_client()
+    return make_app(
+        FORMS_FILE=str(path),
+        TURNSTILE_VERIFY_URL=verifier,
+        HCAPTCHA_VERIFY_URL=verifier,
+        TURNSTILE_SECRET="server-side-secret",
+        HCAPTCHA_SECRET="server-side-secret",
+    ).test_client()
 
 
-@pytest.mark.parametrize(("slug", "field"), [("turnstile", "cf-turnstile-response"),
-                                             ("hcaptcha", "h-captcha-response")])
+@pytest.mark.parametrize(
+    ("slug", "field"), [("turnstile", "cf-turnstile-response"), ("hcaptcha", "h-captcha-response")]
+)
 @pytest.mark.parametrize("json_mode", [False, True])
 def test_hosted_challenges_are_verified_server_side(client, ck, slug, field, json_mode):
     headers = {"Accept": "application/json"} if json_mode else {}
@@ -89,10 +95,14 @@ def test_hosted_challenges_are_verified_server_side(client, ck, slug, field, jso
 
 
 def solve(challenge: dict) -> str:
-    solution = altcha.solve_challenge_v1(challenge["challenge"], challenge["salt"], challenge["algorithm"],
-                                         challenge["maxNumber"])
-    return base64.b64encode(json.dumps({**{k: challenge[k] for k in ("algorithm", "challenge", "salt", "signature")},
-                                        "number": solution.number}).encode()).decode()
+    solution = altcha.solve_challenge_v1(
+        challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxNumber"]
+    )
+    return base64.b64encode(
+        json.dumps(
+            {**{k: challenge[k] for k in ("algorithm", "challenge", "salt", "signature")}, "number": solution.number}
+        ).encode()
+    ).decode()
 
 
 def test_altcha_proof_of_work_is_verified_and_single_use(client, ck):
@@ -102,8 +112,9 @@ def test_altcha_proof_of_work_is_verified_and_single_use(client, ck):
 
     def post(answer):
         data = {"token": extract_token(client.get("/f/altcha").get_data(as_text=True)), "email": "a@example.com"}
-        return client.post("/f/altcha", data={**data, "altcha": answer} if answer else data,
-                           headers={"Accept": "application/json"})
+        return client.post(
+            "/f/altcha", data={**data, "altcha": answer} if answer else data, headers={"Accept": "application/json"}
+        )
 
     assert post(None).status_code == 422
     assert post(base64.b64encode(b'{"number": 1}').decode()).status_code == 422
@@ -121,13 +132,21 @@ def test_a_wrong_altcha_solution_is_refused(client, ck, tamper):
     """A bot that skips the work, or reuses a solved puzzle's parts, gets nothing through."""
     solved = json.loads(base64.b64decode(solve(client.get("/f/altcha/altcha").json)))
     other = client.get("/f/altcha/altcha").json
-    wrong = {**solved, **{"wrong-number": {"number": solved["number"] + 1},
-                          "another-challenge": {"challenge": other["challenge"]},
-                          "forged-signature": {"signature": "0" * len(solved["signature"])}}[tamper]}
+    wrong = {
+        **solved,
+        **{
+            "wrong-number": {"number": solved["number"] + 1},
+            "another-challenge": {"challenge": other["challenge"]},
+            "forged-signature": {"signature": "0" * len(solved["signature"])},
+        }[tamper],
+    }
 
     def post(payload):
-        data = {"token": extract_token(client.get("/f/altcha").get_data(as_text=True)), "email": "a@example.com",
-                "altcha": base64.b64encode(json.dumps(payload).encode()).decode()}
+        data = {
+            "token": extract_token(client.get("/f/altcha").get_data(as_text=True)),
+            "email": "a@example.com",
+            "altcha": base64.b64encode(json.dumps(payload).encode()).decode(),
+        }
         return client.post("/f/altcha", data=data, headers={"Accept": "application/json"})
 
     assert post(wrong).status_code == 422
@@ -136,14 +155,18 @@ def test_a_wrong_altcha_solution_is_refused(client, ck, tamper):
 
 
 @pytest.mark.parametrize(("fallbacks", "status"), [("", 422), ("old-key-that-issued-it", 200)])
-def test_a_puzzle_issued_before_a_key_rotation_still_verifies_with_the_fallback(make_app, ck, tmp_path, fallbacks,
-                                                                                  status):
+def test_a_puzzle_issued_before_a_key_rotation_still_verifies_with_the_fallback(
+    make_app, ck, tmp_path, fallbacks, status
+):
     path = tmp_path / "challenges.toml"
     path.write_text(CHALLENGE_TOML)
     before = make_app(FORMS_FILE=str(path), SECRET_KEY="old-key-that-issued-it").test_client()
     token = extract_token(before.get("/f/altcha").get_data(as_text=True))
     answer = solve(before.get("/f/altcha/altcha").json)
     after = make_app(FORMS_FILE=str(path), SECRET_KEY="new-key", SECRET_KEY_FALLBACKS=fallbacks).test_client()
-    response = after.post("/f/altcha", data={"token": token, "email": "a@example.com", "altcha": answer},
-                          headers={"Accept": "application/json"})
+    response = after.post(
+        "/f/altcha",
+        data={"token": token, "email": "a@example.com", "altcha": answer},
+        headers={"Accept": "application/json"},
+    )
     assert response.status_code == status

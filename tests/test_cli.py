@@ -31,14 +31,22 @@ def test_list_show_export(runner, services):
 
 
 def test_export_defuses_spreadsheet_formulas(runner, services):
-    services.signups.record(form_slug="simple", convertkit_form_id=4243, email="x@example.com",
-                            first_name="=HYPERLINK(\"http://evil\")", fields={}, tags=(), ip_hash=None)
+    services.signups.record(
+        form_slug="simple",
+        convertkit_form_id=4243,
+        email="x@example.com",
+        first_name='=HYPERLINK("http://evil")',
+        fields={},
+        tags=(),
+        ip_hash=None,
+    )
     rows = list(csv.DictReader(io.StringIO(runner.invoke(args=["signups", "export"]).output)))
     assert rows[0]["first_name"].startswith("'=")
 
 
 def test_retry_failed_and_paused(runner, services):
     import time
+
     [signup] = record(services, 1)
     [claimed] = services.signups.claim("w", lease_seconds=60)
     services.signups.mark_retry(claimed, "w", at=time.time(), next_attempt_at=time.time(), error="x", failed=True)
@@ -65,10 +73,19 @@ def test_check_names_missing_forms(runner, ck):
 
 def run_flask(args, *, cwd, env=None):
     """`flask …` as an operator types it: no --app and no FLASK_APP unless the files in `cwd` provide one."""
-    inherited = {k: v for k, v in os.environ.items()
-                 if not k.startswith(("CONVERTKIT_", "FLASK_")) and k not in ("DATABASE_URL", "SECRET_KEY")}
-    return subprocess.run([sys.executable, "-m", "flask", *args], cwd=cwd, env={**inherited, **(env or {})},
-                          capture_output=True, text=True, timeout=60)
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CONVERTKIT_", "FLASK_")) and k not in ("DATABASE_URL", "SECRET_KEY")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "flask", *args],
+        cwd=cwd,
+        env={**inherited, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def schema_version(url: str) -> int:

@@ -14,12 +14,18 @@ def runner(app):
 
 def add(services, slug, email, *, failed=False, **values):
     form_id = services.forms[slug].convertkit_form_id
-    signup = services.signups.record(form_slug=slug, convertkit_form_id=form_id, email=email,
-                                     first_name=values.pop("first_name", None), fields=values, tags=(), ip_hash=None)
+    signup = services.signups.record(
+        form_slug=slug,
+        convertkit_form_id=form_id,
+        email=email,
+        first_name=values.pop("first_name", None),
+        fields=values,
+        tags=(),
+        ip_hash=None,
+    )
     if failed:
         [claimed] = services.signups.claim("w", lease_seconds=60)
-        services.signups.mark_retry(claimed, "w", at=time.time(), next_attempt_at=time.time(), error="5xx",
-                                    failed=True)
+        services.signups.mark_retry(claimed, "w", at=time.time(), next_attempt_at=time.time(), error="5xx", failed=True)
     return signup.id
 
 
@@ -39,15 +45,18 @@ def test_list_narrows_to_a_status_and_to_a_form(runner, services):
     assert listed_ids(runner, "--status", "pending", "--form", "simple") == [simple]
 
 
-@pytest.mark.parametrize(("typed", "exported"), [
-    ("=HYPERLINK(\"http://evil\")", "'=HYPERLINK(\"http://evil\")"),
-    ("+1+1", "'+1+1"),
-    ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
-    ("-2+3", "'-2+3"),
-    ("\t=1", "'\t=1"),
-    ("Ann", "Ann"),
-    ("-", "-"),
-])
+@pytest.mark.parametrize(
+    ("typed", "exported"),
+    [
+        ('=HYPERLINK("http://evil")', '\'=HYPERLINK("http://evil")'),
+        ("+1+1", "'+1+1"),
+        ("@SUM(A1:A9)", "'@SUM(A1:A9)"),
+        ("-2+3", "'-2+3"),
+        ("\t=1", "'\t=1"),
+        ("Ann", "Ann"),
+        ("-", "-"),
+    ],
+)
 def test_export_writes_a_csv_file_with_formulas_defused(runner, services, tmp_path, typed, exported):
     add(services, "launch", "ann@example.com", first_name=typed, company=typed)
     path = tmp_path / "signups.csv"

@@ -310,12 +310,15 @@ def test_a_2xx_without_the_documented_field_is_an_odd_answer(client, sandbox):
         client.forms()
 
 
-@pytest.mark.parametrize("fault, cls", [
-    ({"status": 502, "body": ""}, ServerError),
-    ({"status": 504, "body": "<html>gateway</html>", "content_type": "text/html"}, ServerError),
-    ({"status": 302, "body": ""}, Redirected),
-    ({"close": True}, APIConnectionError),
-])
+@pytest.mark.parametrize(
+    "fault, cls",
+    [
+        ({"status": 502, "body": ""}, ServerError),
+        ({"status": 504, "body": "<html>gateway</html>", "content_type": "text/html"}, ServerError),
+        ({"status": 302, "body": ""}, Redirected),
+        ({"close": True}, APIConnectionError),
+    ],
+)
 def test_answers_that_leave_the_outcome_unknown_say_so(client, sandbox, fault, cls):
     sandbox.faults([{**fault, "process": True}])
     with pytest.raises(cls) as caught:
@@ -352,7 +355,7 @@ def test_trickled_headers_end_at_the_call_deadline():
                 conn.recv(65536)
                 try:
                     for i in range(len(answer)):
-                        conn.sendall(answer[i:i + 1])
+                        conn.sendall(answer[i : i + 1])
                         time.sleep(0.03)
                 except OSError:  # the client gave up, as it should
                     pass
@@ -367,8 +370,12 @@ def test_trickled_headers_end_at_the_call_deadline():
 
 def test_an_answer_is_read_only_up_to_a_bound(client, sandbox):
     huge = "x" * (MAX_ANSWER_BYTES + 10)
-    sandbox.faults([{"status": 200, "body": {"forms": [], "pad": huge}},
-                    {"status": 500, "body": huge, "content_type": "text/plain"}])
+    sandbox.faults(
+        [
+            {"status": 200, "body": {"forms": [], "pad": huge}},
+            {"status": 500, "body": huge, "content_type": "text/plain"},
+        ]
+    )
     with pytest.raises(OddAnswer, match="larger than"):
         client.forms()
     with pytest.raises(ServerError) as caught:
@@ -401,9 +408,7 @@ def test_repr_masks_the_key_and_hides_the_secret(client, sandbox):
 
 def test_credentials_echoed_by_the_api_are_scrubbed(client, sandbox):
     echo = f"<html>bad request to /v3/account?api_secret={SECRET}&api_key={KEY}</html>"
-    sandbox.faults(
-        [{"status": 400, "body": echo}, {"status": 401, "body": {"error": KEY, "message": SECRET}}]
-    )
+    sandbox.faults([{"status": 400, "body": echo}, {"status": 401, "body": {"error": KEY, "message": SECRET}}])
 
     with pytest.raises(Invalid) as first:
         client.account()
@@ -431,18 +436,14 @@ def test_credentials_never_reach_the_logs(client, sandbox, caplog):
             logger.error("delivery failed: %s", caught.value, exc_info=caught.value)
             assert_no_credentials("".join(traceback.format_exception(caught.value)))
 
-    assert (
-        "GET /v3/forms?api_key=[REDACTED]" in caplog.text
-    )  # urllib3's debug line was seen, and scrubbed
+    assert "GET /v3/forms?api_key=[REDACTED]" in caplog.text  # urllib3's debug line was seen, and scrubbed
     assert "Caused by" in caplog.text  # the chained requests error was logged too
     assert_no_credentials(caplog.text)
 
 
 def test_timeout_is_passed_on_every_call(sandbox):
     session = RecordingSession()
-    with Client(
-        KEY, api_secret=SECRET, base_url=sandbox.api_url, timeout=(1.5, 4), session=session
-    ) as client:
+    with Client(KEY, api_secret=SECRET, base_url=sandbox.api_url, timeout=(1.5, 4), session=session) as client:
         client.subscribe_to_form(4242, "lee@example.com")
         client.subscribe_to_tag(101, "lee@example.com")
         client.forms()

@@ -45,8 +45,12 @@ def test_the_key_travels_only_in_the_header(client, sandbox):
     for call in sandbox.requests():
         assert V4_KEY not in str(call["query"]) and V4_KEY not in str(call["json"])
     [create] = sandbox.requests(path_contains="/v4/subscribers")
-    assert create["json"] == {"email_address": "ann@example.com", "state": "inactive", "first_name": "Ann",
-                              "fields": {"company": "Acme"}}
+    assert create["json"] == {
+        "email_address": "ann@example.com",
+        "state": "inactive",
+        "first_name": "Ann",
+        "fields": {"company": "Acme"},
+    }
 
 
 def test_one_signup_in_three_calls(client, sandbox):
@@ -77,13 +81,16 @@ def test_every_page_of_a_list_is_read(client, sandbox, monkeypatch):
     assert len(sandbox.requests(path_contains="/v4/forms")) == 4
 
 
-@pytest.mark.parametrize("fault, cls, message", [
-    ({"status": 422, "body": {"errors": ["Email address is invalid"]}}, Invalid, "Email address is invalid"),
-    ({"status": 404, "body": {"errors": ["Not Found"]}}, NotFound, "Not Found"),
-    ({"status": 429, "body": "Retry later", "content_type": "text/plain"}, RateLimited, None),
-    ({"status": 503, "body": "<html>busy</html>", "content_type": "text/html"}, ServerError, None),
-    ({"status": 200, "body": "", "process": True}, OddAnswer, None),
-])
+@pytest.mark.parametrize(
+    "fault, cls, message",
+    [
+        ({"status": 422, "body": {"errors": ["Email address is invalid"]}}, Invalid, "Email address is invalid"),
+        ({"status": 404, "body": {"errors": ["Not Found"]}}, NotFound, "Not Found"),
+        ({"status": 429, "body": "Retry later", "content_type": "text/plain"}, RateLimited, None),
+        ({"status": 503, "body": "<html>busy</html>", "content_type": "text/html"}, ServerError, None),
+        ({"status": 200, "body": "", "process": True}, OddAnswer, None),
+    ],
+)
 def test_errors_are_the_same_typed_errors_as_v3(client, sandbox, fault, cls, message):
     sandbox.faults([{**fault, "path_contains": "/v4/subscribers"}])
     with pytest.raises(cls) as caught:

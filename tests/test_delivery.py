@@ -40,8 +40,15 @@ def test_refusals_pause_the_key_or_the_form_and_keep_the_signup(services, ck, st
 def test_a_message_that_quotes_the_address_is_logged_with_a_pseudonym(services, ck, caplog):
     caplog.set_level(logging.DEBUG)
     [signup] = record(services, 1, prefix="Quoted.Person")
-    ck.faults([{"status": 422, "body": {"error": "Invalid", "message": "quoted.person0@example.com is not valid"},
-                "path_contains": "subscribe"}])
+    ck.faults(
+        [
+            {
+                "status": 422,
+                "body": {"error": "Invalid", "message": "quoted.person0@example.com is not valid"},
+                "path_contains": "subscribe",
+            }
+        ]
+    )
     step(services)
     assert services.signups.get(signup.id).status == "rejected"
     assert "quoted.person0@example.com" not in caplog.text.lower()

@@ -24,8 +24,11 @@ def test_the_button_starts_every_process_and_migrates_in_the_release_phase():
 def test_the_button_asks_for_or_generates_every_variable_the_app_needs():
     env = json.loads((ROOT / "app.json").read_text())["env"]
     # What a button deploy sets: generated secrets, fixed values, what the form insists on, and the add-on's URL.
-    deployed = {name: spec.get("value") or "typed-or-generated" for name, spec in env.items()
-                if "generator" in spec or "value" in spec or spec.get("required")}
+    deployed = {
+        name: spec.get("value") or "typed-or-generated"
+        for name, spec in env.items()
+        if "generator" in spec or "value" in spec or spec.get("required")
+    }
     Settings.from_env({**deployed, "DATABASE_URL": "postgres://u:p@h/db"})  # a ConfigError names what is missing
     assert env["SECRET_KEY"]["generator"] == "secret"
 
@@ -38,8 +41,14 @@ def test_an_installed_copy_has_every_package():
     from setuptools import find_packages
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    built = set(find_packages(str(ROOT), **config.get("packages", {}).get("find", {}))) \
-        if "find" in config.get("packages", {}) else set(config.get("packages", []))
-    present = {str(p.parent.relative_to(ROOT)).replace("/", ".") for name in ("optin", "convertkit")
-               for p in (ROOT / name).rglob("__init__.py")}
+    built = (
+        set(find_packages(str(ROOT), **config.get("packages", {}).get("find", {})))
+        if "find" in config.get("packages", {})
+        else set(config.get("packages", []))
+    )
+    present = {
+        str(p.parent.relative_to(ROOT)).replace("/", ".")
+        for name in ("optin", "convertkit")
+        for p in (ROOT / name).rglob("__init__.py")
+    }
     assert present <= built, f"left out of an installed copy: {sorted(present - built)}"

@@ -74,17 +74,28 @@ def hostile_(draw):
         closer = {"[": "]", '{"a":': "}", '{"email":[': "]}"}[opener]
         body, ctype = (opener * depth + "1" + closer * depth).encode(), "application/json"
     elif kind == "not-utf8":
-        body = b'{"email": "' + draw(st.binary(min_size=1, max_size=40)) + b'@example.com", "token": "' + \
-            VALID.encode() + b'"}'
+        body = (
+            b'{"email": "'
+            + draw(st.binary(min_size=1, max_size=40))
+            + b'@example.com", "token": "'
+            + VALID.encode()
+            + b'"}'
+        )
         ctype = draw(st.sampled_from(["application/json", "application/json; charset=latin-1"]))
     elif kind == "bytes":
         body, ctype = draw(st.binary(max_size=2000)), draw(st.sampled_from(["application/json", "text/plain", ""]))
     else:
         body = b"token=" + VALID.encode() + b"&email=" + draw(st.binary(max_size=60)) + b"%40example.com"
-        ctype = draw(st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-                                      "multipart/form-data"]))
-    headers = {"Content-Type": ctype, "Host": draw(st.sampled_from(["localhost", EVIL, "evil.example:443"])),
-               "Accept": draw(st.sampled_from(["text/html", "application/json", "*/*"]))}
+        ctype = draw(
+            st.sampled_from(
+                ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "multipart/form-data"]
+            )
+        )
+    headers = {
+        "Content-Type": ctype,
+        "Host": draw(st.sampled_from(["localhost", EVIL, "evil.example:443"])),
+        "Accept": draw(st.sampled_from(["text/html", "application/json", "*/*"])),
+    }
     if draw(st.booleans()):
         headers["X-Forwarded-Host"] = EVIL
     return method, route, body, headers
@@ -115,6 +126,7 @@ def test_hostile_input_is_a_clean_answer_with_nosniff_and_no_foreign_redirect(cl
 
 # Raw framing against the server the Procfile runs ------------------------------------------------------------
 
+
 @st.composite
 def framings(draw):
     body = draw(st.binary(max_size=300) | st.just(b"email=a%40example.com"))
@@ -123,8 +135,11 @@ def framings(draw):
     if how == "length":
         head += f"Content-Length: {len(body)}\r\n"
     elif how == "bad-length":
-        head += "Content-Length: " + draw(st.sampled_from(["-1", "1e3", "0x10", " 5 5", "99999999999999999999",
-                                                           "+4", ""])) + "\r\n"
+        head += (
+            "Content-Length: "
+            + draw(st.sampled_from(["-1", "1e3", "0x10", " 5 5", "99999999999999999999", "+4", ""]))
+            + "\r\n"
+        )
     elif how == "over":
         head += "Content-Length: 100000\r\n"
     else:

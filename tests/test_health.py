@@ -13,14 +13,14 @@ def test_backlog_and_oldest_pending(client, services):
 def test_signups_due_with_no_worker_alive_is_a_503(client, services):
     record(services, 1)
     with services.db.transaction() as conn:
-        conn.execute(sa.text("UPDATE signups SET next_attempt_at = next_attempt_at - 600,"
-                             " created_at = created_at - 600"))
+        conn.execute(
+            sa.text("UPDATE signups SET next_attempt_at = next_attempt_at - 600, created_at = created_at - 600")
+        )
     response = client.get("/healthz")
     assert response.status_code == 503
     assert "no worker" in response.json["problems"][0]
     with services.db.transaction() as conn:  # a worker's heartbeat clears it
-        conn.execute(sa.text("INSERT INTO heartbeats (worker, seen_at) VALUES ('w', :t)"),
-                     {"t": services.db.now(conn)})
+        conn.execute(sa.text("INSERT INTO heartbeats (worker, seen_at) VALUES ('w', :t)"), {"t": services.db.now(conn)})
     assert client.get("/healthz").status_code == 200
 
 

@@ -10,11 +10,17 @@ from optin.limiter import RedisWindows, SqlWindows, held
 from optin.settings import RateLimit
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ]
+)
 def windows(request, tmp_path):
     if request.param == "redis":
         import redis
+
         client = redis.Redis.from_url(request.getfixturevalue("redis_url"))
         yield RedisWindows(client)
         client.close()
@@ -143,8 +149,9 @@ def test_sweeping_a_launch_goes_batch_by_batch_and_keeps_live_windows(sql_window
 
 
 @pytest.mark.redis
-def test_a_signup_that_could_not_be_stored_gives_its_convertkit_slot_back_in_redis(make_app, ck, redis_url,
-                                                                                  monkeypatch):
+def test_a_signup_that_could_not_be_stored_gives_its_convertkit_slot_back_in_redis(
+    make_app, ck, redis_url, monkeypatch
+):
     """A Redis window does not roll back with the database: a slot kept by a failed post would hold up the
     next signup until the window ends (here: a minute, the whole limit)."""
     import redis

@@ -10,8 +10,15 @@ from pathlib import Path
 import pytest
 from support import ROOT
 
-FILES = ["pyproject.toml", "README.md", "requirements.in", "requirements.txt", "requirements-dev.txt",
-         ".python-version", "bin/lock"]
+FILES = [
+    "pyproject.toml",
+    "README.md",
+    "requirements.in",
+    "requirements.txt",
+    "requirements-dev.txt",
+    ".python-version",
+    "bin/lock",
+]
 UV = Path(sys.executable).parent / "uv"
 
 
@@ -24,8 +31,13 @@ def checkout(tmp_path):
 
 
 def lock_check(root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(root / "bin/lock"), "--check"], env={**os.environ, "UV": str(UV)},
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(root / "bin/lock"), "--check"],
+        env={**os.environ, "UV": str(UV)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_lock_check_passes_on_the_committed_files_and_catches_drift(checkout):

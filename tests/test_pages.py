@@ -60,8 +60,15 @@ def test_a_form_post_without_a_challenge_makes_one_sqlite_commit(client, post_fo
     of a post is time every other post waits. When it is tried at once, the one commit comes before ConvertKit."""
     monkeypatch.setattr("optin.delivery.QUEUE_RECHECK", 0)
     if queue == "waiting":  # a launch: the post stores its signup for the worker and answers
-        services.signups.record(form_slug="simple", convertkit_form_id=4243, email="first@example.com",
-                                first_name=None, fields={}, tags=(), ip_hash=None)
+        services.signups.record(
+            form_slug="simple",
+            convertkit_form_id=4243,
+            email="first@example.com",
+            first_name=None,
+            fields={},
+            tags=(),
+            ip_hash=None,
+        )
     db, commits, before_convertkit = services.db, [], []
     begin = db._sqlite_transaction
 

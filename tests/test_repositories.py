@@ -53,9 +53,17 @@ def repos(request, tmp_path, monkeypatch):
 
 
 def record(r: Repos, email: str = "ann@example.com", *, form_id: int = 4242, leased: bool = True) -> Signup:
-    return r.signups.record(form_slug="launch", convertkit_form_id=form_id, email=email, first_name="Ann",
-                            fields={"company": "Acme"}, tags=(1, 2), ip_hash="h",
-                            lease_owner="w" if leased else None, lease_seconds=30 if leased else 0)
+    return r.signups.record(
+        form_slug="launch",
+        convertkit_form_id=form_id,
+        email=email,
+        first_name="Ann",
+        fields={"company": "Acme"},
+        tags=(1, 2),
+        ip_hash="h",
+        lease_owner="w" if leased else None,
+        lease_seconds=30 if leased else 0,
+    )
 
 
 def status(r: Repos, signup: Signup) -> str | None:
@@ -64,6 +72,7 @@ def status(r: Repos, signup: Signup) -> str | None:
 
 
 # Signups --------------------------------------------------------------------------------------------------
+
 
 def signups_record(r):
     signup = record(r, leased=False)
@@ -168,6 +177,7 @@ def windows_sweep(r):
 
 # SqlNonces, Pauses, heartbeats, the health probe ----------------------------------------------------------
 
+
 def nonces_use(r):
     assert r.nonces.use("n1", 60) and not r.nonces.use("n1", 60)
 
@@ -177,8 +187,10 @@ def pauses_pause_reschedule_lift(r):
     r.pauses.pause("form:1", "404 again")
     r.pauses.pause("account", "401")
     r.pauses.reschedule("form:1", 0)
-    assert {p["scope"]: (p["reason"], p["checks"]) for p in r.pauses.active(fresh=True)} == \
-        {"form:1": ("404 again", 1), "account": ("401", 0)}
+    assert {p["scope"]: (p["reason"], p["checks"]) for p in r.pauses.active(fresh=True)} == {
+        "form:1": ("404 again", 1),
+        "account": ("401", 0),
+    }
     assert r.pauses.lift("account") == 1
     assert r.pauses.lift() == 1 and r.pauses.active(fresh=True) == []
 
@@ -209,10 +221,26 @@ def checkpoint(r):
 
 
 WRITES: list[Callable] = [
-    signups_record, signups_record_leased, signups_claim, signups_claim_skips_paused_forms, signups_mark_delivered,
-    signups_mark_step, signups_mark_rejected, signups_mark_retry, signups_retry, signups_purge,
-    windows_acquire_finish_cancel, windows_acquire_when_full, windows_block_strikes_clear, windows_sweep,
-    nonces_use, pauses_pause_reschedule_lift, heartbeats_beat, health_storage_probe, one_form_post, checkpoint,
+    signups_record,
+    signups_record_leased,
+    signups_claim,
+    signups_claim_skips_paused_forms,
+    signups_mark_delivered,
+    signups_mark_step,
+    signups_mark_rejected,
+    signups_mark_retry,
+    signups_retry,
+    signups_purge,
+    windows_acquire_finish_cancel,
+    windows_acquire_when_full,
+    windows_block_strikes_clear,
+    windows_sweep,
+    nonces_use,
+    pauses_pause_reschedule_lift,
+    heartbeats_beat,
+    health_storage_probe,
+    one_form_post,
+    checkpoint,
 ]
 
 
@@ -225,8 +253,9 @@ def test_every_write_runs_in_a_write_transaction(repos, write):
 
 def missing(protocol, value) -> set[str]:
     """The names `protocol` declares (its methods, `rowcount`, iteration, `_mapping`) that `value` lacks."""
-    declared = {name for name in vars(protocol)
-                if not name.startswith("_") or name in ("__iter__", "__getitem__", "_mapping")}
+    declared = {
+        name for name in vars(protocol) if not name.startswith("_") or name in ("__iter__", "__getitem__", "_mapping")
+    }
     return {name for name in declared if not hasattr(value, name)}
 
 

@@ -132,9 +132,7 @@ def test_account_needs_the_secret(api):
     assert set(response.get_json()) >= {"name", "primary_email_address"}
 
 
-@pytest.mark.parametrize(
-    "path", ["/v3/forms/1/subscribe", "/v3/nothing", "/v3/forms/abc/subscribe"]
-)
+@pytest.mark.parametrize("path", ["/v3/forms/1/subscribe", "/v3/nothing", "/v3/forms/abc/subscribe"])
 def test_unknown_entities_are_404_with_the_notes_body(api, path):
     response = api.post(path, json={"api_key": KEY, "email": "a@example.com"})
     assert response.status_code == 404
@@ -209,9 +207,7 @@ def test_rate_limit_counts_every_request_per_key():
     assert limited.status_code == 429
     assert limited.get_data(as_text=True) == "Retry later"
     assert limited.mimetype == "text/plain"
-    assert (
-        api.get("/v3/forms", query_string={"api_key": "another"}).status_code == 401
-    )  # own budget
+    assert api.get("/v3/forms", query_string={"api_key": "another"}).status_code == 401  # own budget
     assert api.get("/v3/forms", query_string={"api_key": KEY}).status_code == 429
 
 
@@ -315,9 +311,7 @@ def test_config_changes_apply_at_once(api):
     assert config["api_key"] == "rotated"
     assert set(config["forms"]) == {"4242", "4243", "4245"}
     assert subscribe(api).get_json() == NOT_VALID
-    fixed = api.post(
-        "/v3/forms/4245/subscribe", json={"api_key": "rotated", "email": "a@example.com"}
-    )
+    fixed = api.post("/v3/forms/4245/subscribe", json={"api_key": "rotated", "email": "a@example.com"})
     assert fixed.status_code == 200
     assert api.post("/_sandbox/config", json={"rate_limit": "fast"}).status_code == 400
     assert api.post("/_sandbox/config", json={"colour": "red"}).status_code == 400
@@ -502,12 +496,23 @@ def test_v4_add_to_form_then_again(api):
     assert first.status_code == 201
     member = first.get_json()["subscriber"]
     assert list(member) == [
-        "id", "first_name", "email_address", "state", "created_at", "added_at", "fields", "referrer",
+        "id",
+        "first_name",
+        "email_address",
+        "state",
+        "created_at",
+        "added_at",
+        "fields",
+        "referrer",
         "referrer_utm_parameters",
     ]
     assert member["referrer"] == referrer
     assert member["referrer_utm_parameters"] == {
-        "source": "news", "medium": "email", "campaign": "spring", "term": "", "content": "",
+        "source": "news",
+        "medium": "email",
+        "campaign": "spring",
+        "term": "",
+        "content": "",
     }
     assert member["state"] == "inactive"  # adding to a form leaves the state alone
 
@@ -589,14 +594,25 @@ def test_v3_sees_what_v4_did_and_both_count_in_one_counter(api):
 def test_v4_lists_have_the_documented_shapes(api):
     form = v4_get(api, "forms").get_json()["forms"][0]
     assert list(form) == [
-        "id", "name", "created_at", "type", "format", "embed_js", "embed_url", "archived", "uid",
+        "id",
+        "name",
+        "created_at",
+        "type",
+        "format",
+        "embed_js",
+        "embed_url",
+        "archived",
+        "uid",
     ]
     assert v4_get(api, "tags").get_json()["tags"][0] == {"id": 101, "name": "launch", "created_at": CREATED_AT}
     fields = v4_get(api, "custom_fields").get_json()
-    assert fields["custom_fields"][0] == {"id": 1, "name": "ck_field_1_last_name", "key": "last_name",
-                                          "label": "Last Name"}
-    assert set(fields["pagination"]) == {"has_previous_page", "has_next_page", "start_cursor", "end_cursor",
-                                         "per_page"}
+    assert fields["custom_fields"][0] == {
+        "id": 1,
+        "name": "ck_field_1_last_name",
+        "key": "last_name",
+        "label": "Last Name",
+    }
+    assert set(fields["pagination"]) == {"has_previous_page", "has_next_page", "start_cursor", "end_cursor", "per_page"}
     account = v4_get(api, "account").get_json()["account"]
     assert (account["name"], account["primary_email_address"]) == ("Sandbox", "owner@sandbox.invalid")
 
@@ -611,8 +627,9 @@ def test_v4_forms_by_status():
     assert v4_get(api, "forms", status="trashed").get_json()["forms"] == []
     assert v4_get(api, "forms", status="gone").status_code == 422
 
-    config = api.post("/_sandbox/config", json={"forms": {"4242": {"name": "Live", "archived": True},
-                                                           "4243": "Back"}}).get_json()
+    config = api.post(
+        "/_sandbox/config", json={"forms": {"4242": {"name": "Live", "archived": True}, "4243": "Back"}}
+    ).get_json()
     assert config["forms"] == {"4242": {"name": "Live", "archived": True}, "4243": "Back"}
     assert [f["id"] for f in v4_get(api, "forms").get_json()["forms"]] == [4243]
     assert api.post("/_sandbox/config", json={"forms": {"1": {"archived": True}}}).status_code == 400
@@ -634,7 +651,9 @@ def test_v4_pagination_walks_forward_and_back(api):
 
     assert seen == [f"p{i}@example.com" for i in range(5)]
     assert [(p["has_previous_page"], p["has_next_page"], p["per_page"]) for p in pages] == [
-        (False, True, 2), (True, True, 2), (True, False, 2),
+        (False, True, 2),
+        (True, True, 2),
+        (True, False, 2),
     ]
     back = v4_get(api, "subscribers", per_page=2, before=pages[2]["start_cursor"]).get_json()
     assert [s["email_address"] for s in back["subscribers"]] == ["p2@example.com", "p3@example.com"]
@@ -658,7 +677,9 @@ def test_v4_form_members_page_and_filter_by_added_after(api):
     first = v4_get(api, "forms/4242/subscribers", per_page=2).get_json()
     rest = v4_get(api, "forms/4242/subscribers", per_page=2, after=first["pagination"]["end_cursor"]).get_json()
     assert [m["email_address"] for m in first["subscribers"] + rest["subscribers"]] == [
-        "m0@example.com", "m1@example.com", "m2@example.com",
+        "m0@example.com",
+        "m1@example.com",
+        "m2@example.com",
     ]
     assert rest["pagination"]["has_next_page"] is False
 
@@ -684,8 +705,7 @@ def test_each_key_has_its_own_rate_bucket():
     assert [api.get("/v4/tags", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
     assert [v4_get(api, "tags").status_code for _ in range(3)] == [200, 200, 429]
     limited = v4_get(api, "tags")
-    assert (limited.status_code, limited.get_data(as_text=True), limited.mimetype) == (429, "Retry later",
-                                                                                       "text/plain")
+    assert (limited.status_code, limited.get_data(as_text=True), limited.mimetype) == (429, "Retry later", "text/plain")
     assert api.get("/v3/tags", query_string={"api_key": KEY}).status_code == 200
     assert api.get("/v3/account", query_string={"api_secret": SECRET}).status_code == 200
     assert api.get("/v3/account", query_string={"api_secret": SECRET}).status_code == 200
@@ -695,8 +715,11 @@ def test_each_key_has_its_own_rate_bucket():
 
 def test_v4_calls_are_logged_without_any_key(api):
     upsert(api)
-    api.get("/v4/subscribers", query_string={"email_address": "ada@example.com", "api_key": "leak",
-                                             "note": V4_KEY}, headers=V4)
+    api.get(
+        "/v4/subscribers",
+        query_string={"email_address": "ada@example.com", "api_key": "leak", "note": V4_KEY},
+        headers=V4,
+    )
     log = api.get("/_sandbox/requests?path_contains=/v4/").get_json()
     assert [(e["method"], e["path"], e["status"]) for e in log] == [
         ("POST", "/v4/subscribers", 201),
@@ -710,11 +733,16 @@ def test_v4_calls_are_logged_without_any_key(api):
 
 def test_faults_reach_v4_paths_in_v4_shape(api):
     upsert(api)
-    api.post("/_sandbox/faults", json={"faults": [
-        {"status": 404, "path_contains": "/v4/forms/"},
-        {"status": 503, "path_contains": "/v4/"},
-        {"status": 502, "process": True, "path_contains": "/v4/forms/"},
-    ]})
+    api.post(
+        "/_sandbox/faults",
+        json={
+            "faults": [
+                {"status": 404, "path_contains": "/v4/forms/"},
+                {"status": 503, "path_contains": "/v4/"},
+                {"status": 502, "process": True, "path_contains": "/v4/forms/"},
+            ]
+        },
+    )
     missing = add_to_form(api)
     assert (missing.status_code, missing.get_json()) == (404, {"errors": ["Not Found"]})
     overloaded = add_to_form(api)
@@ -734,9 +762,10 @@ def test_v4_key_is_configurable_and_reset(api):
         assert api.post("/_sandbox/config", json={"v4_api_key": bad}).status_code == 400
     api.post("/_sandbox/reset")
     assert v4_get(api, "tags").status_code == 200
-    assert create_sandbox(v4_api_key="mine").test_client().get(
-        "/v4/tags", headers={"X-Kit-Api-Key": "mine"}
-    ).status_code == 200
+    assert (
+        create_sandbox(v4_api_key="mine").test_client().get("/v4/tags", headers={"X-Kit-Api-Key": "mine"}).status_code
+        == 200
+    )
     with pytest.raises(ValueError):
         create_sandbox(api_key="same", v4_api_key="same")
 
@@ -752,10 +781,10 @@ def test_v4_over_real_http_with_latency_and_close():
         assert created.status_code == 201 and time.monotonic() - started >= 0.1
         server.faults([{"close": True, "path_contains": "/v4/forms/4242/subscribers", "method": "POST"}])
         with pytest.raises(requests.ConnectionError):
-            http.post(server.api_v4_url + "forms/4242/subscribers", json={"email_address": "a@example.com"},
-                      timeout=5)
-        added = http.post(server.api_v4_url + "forms/4242/subscribers", json={"email_address": "a@example.com"},
-                          timeout=5)
+            http.post(server.api_v4_url + "forms/4242/subscribers", json={"email_address": "a@example.com"}, timeout=5)
+        added = http.post(
+            server.api_v4_url + "forms/4242/subscribers", json={"email_address": "a@example.com"}, timeout=5
+        )
         assert added.status_code == 201  # the dropped call was never handled
         server.wait_idle()
         assert [e["status"] for e in server.requests(path_contains="/v4/forms/")] == [None, 201]
@@ -764,8 +793,9 @@ def test_v4_over_real_http_with_latency_and_close():
 def test_cli_takes_the_v4_key_from_the_environment():
     env = {**os.environ, "SANDBOX_V4_API_KEY": "cli-v4", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "convertkit.sandbox", "--port", "0"]
-    with subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as process:
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
         try:
             api_url = process.stdout.readline().split()[3]
             v4_line = process.stderr.readline().strip()

@@ -12,14 +12,17 @@ def test_production_refuses_to_start_without_its_secrets(missing):
         Settings.from_env(env)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("CONVERTKIT_RATE_LIMIT", "fast"),
-    ("CONVERTKIT_RATE_LIMIT", "0/60"),
-    ("CONVERTKIT_API_URL", "ftp://x"),
-    ("DATABASE_URL", "mysql://x"),
-    ("TRUSTED_PROXY_HOPS", "one"),
-    ("REDIS_URL", "http://x"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONVERTKIT_RATE_LIMIT", "fast"),
+        ("CONVERTKIT_RATE_LIMIT", "0/60"),
+        ("CONVERTKIT_API_URL", "ftp://x"),
+        ("DATABASE_URL", "mysql://x"),
+        ("TRUSTED_PROXY_HOPS", "one"),
+        ("REDIS_URL", "http://x"),
+    ],
+)
 def test_a_bad_variable_is_named(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({**BASE, name: value})
@@ -34,8 +37,9 @@ def test_defaults_and_heroku_database_url():
 
 
 def test_repr_hides_secrets():
-    settings = Settings.from_env({"SECRET_KEY": "sk-very-secret", "CONVERTKIT_API_KEY": "key-123",
-                                  "CONVERTKIT_API_SECRET": "secret-456"})
+    settings = Settings.from_env(
+        {"SECRET_KEY": "sk-very-secret", "CONVERTKIT_API_KEY": "key-123", "CONVERTKIT_API_SECRET": "secret-456"}
+    )
     assert not any(s in repr(settings) for s in ("sk-very-secret", "key-123", "secret-456"))
 
 

@@ -19,15 +19,31 @@ def signups(request, tmp_path):
 
 
 def add(signups, n=1, email="a{}@example.com", **kw):
-    return [signups.record(form_slug="launch", convertkit_form_id=4242, email=email.format(i), first_name="Ann",
-                           fields={"company": "Acme"}, tags=(1, 2), ip_hash="h", **kw) for i in range(n)]
+    return [
+        signups.record(
+            form_slug="launch",
+            convertkit_form_id=4242,
+            email=email.format(i),
+            first_name="Ann",
+            fields={"company": "Acme"},
+            tags=(1, 2),
+            ip_hash="h",
+            **kw,
+        )
+        for i in range(n)
+    ]
 
 
 def test_record_keeps_everything_that_will_be_sent(signups):
     [signup] = add(signups)
     again = signups.get(signup.id)
-    assert (again.email, again.first_name, again.fields, again.tags, again.status) == \
-        ("a0@example.com", "Ann", {"company": "Acme"}, (1, 2), "pending")
+    assert (again.email, again.first_name, again.fields, again.tags, again.status) == (
+        "a0@example.com",
+        "Ann",
+        {"company": "Acme"},
+        (1, 2),
+        "pending",
+    )
     assert "a0@example.com" not in repr(again)
     # what record() hands back (the web request delivers from it at once) is what the worker would read
     assert signup == again

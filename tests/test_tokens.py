@@ -29,11 +29,14 @@ def test_a_token_is_accepted_after_the_minimum_fill_time(signer, clock):
     assert checked.slug == "launch" and checked.nonce
 
 
-@pytest.mark.parametrize(("later", "slug", "kind"), [
-    (0.5, "launch", "too_fast"),
-    (3601, "launch", "expired"),
-    (10, "other", "wrong_form"),
-])
+@pytest.mark.parametrize(
+    ("later", "slug", "kind"),
+    [
+        (0.5, "launch", "too_fast"),
+        (3601, "launch", "expired"),
+        (10, "other", "wrong_form"),
+    ],
+)
 def test_refusals(signer, clock, later, slug, kind):
     token = signer.issue("launch")
     clock.now += later
@@ -86,6 +89,7 @@ def test_a_form_served_before_a_key_rotation_can_still_be_posted(make_app, fallb
     token = extract_token(before.get("/f/simple").get_data(as_text=True))
     after = make_app(SECRET_KEY="new-key-after-rotation", SECRET_KEY_FALLBACKS=fallbacks)
     assert after.config["SECRET_KEY_FALLBACKS"] == [k.strip() for k in fallbacks.split(",") if k.strip()]
-    response = after.test_client().post("/f/simple", data={"token": token, "email": "rotated@example.com"},
-                                        headers={"Accept": "application/json"})
+    response = after.test_client().post(
+        "/f/simple", data={"token": token, "email": "rotated@example.com"}, headers={"Accept": "application/json"}
+    )
     assert (response.status_code, response.json["ok"]) == ((200, True) if accepted else (422, False))

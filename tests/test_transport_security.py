@@ -20,14 +20,17 @@ def test_every_https_answer_carries_hsts_and_no_http_answer_does(client):
         assert HSTS not in headers(client, path), path
 
 
-@pytest.mark.parametrize(("hops", "forwarded", "expected"), [
-    (1, "https", True),           # Heroku's router: the visitor came over HTTPS
-    (1, "http", False),
-    (1, "https, http", False),    # the visitor forged the first entry; the trusted proxy saw http
-    (2, "http, https", False),    # two proxies: the outer one's view counts
-    (2, "https, http", True),
-    (0, "https", False),          # nobody trusted in front: a forged header changes nothing
-])
+@pytest.mark.parametrize(
+    ("hops", "forwarded", "expected"),
+    [
+        (1, "https", True),  # Heroku's router: the visitor came over HTTPS
+        (1, "http", False),
+        (1, "https, http", False),  # the visitor forged the first entry; the trusted proxy saw http
+        (2, "http, https", False),  # two proxies: the outer one's view counts
+        (2, "https, http", True),
+        (0, "https", False),  # nobody trusted in front: a forged header changes nothing
+    ],
+)
 def test_behind_proxies_the_trusted_x_forwarded_proto_decides(make_app, hops, forwarded, expected):
     client = make_app(TRUSTED_PROXY_HOPS=hops).test_client()
     for path in ("/f/launch", "/f/launch", "/static/form.css", "/healthz"):

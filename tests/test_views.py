@@ -41,8 +41,13 @@ def test_a_valid_signup_reaches_convertkit_with_the_right_json(post_form, ck, se
     assert response.headers["Location"].endswith("/f/launch/thanks")
     [sent] = ck.requests(path_contains="subscribe")
     assert sent["path"] == "/v3/forms/4242/subscribe"
-    assert sent["json"] == {"api_key": "***", "email": "Ann@example.com", "first_name": "Ann",
-                            "fields": {"company": "Acme"}, "tags": [101, 102]}
+    assert sent["json"] == {
+        "api_key": "***",
+        "email": "Ann@example.com",
+        "first_name": "Ann",
+        "fields": {"company": "Acme"},
+        "tags": [101, 102],
+    }
     [signup] = services.signups.find()
     assert signup.status == "delivered" and signup.email == "Ann@example.com"
     assert signup.ip_hash and "127.0.0.1" not in signup.ip_hash
@@ -63,8 +68,7 @@ def test_local_validation_errors_sit_beside_their_fields_and_keep_the_input(post
     response = post_form(data={"email": "not-an-address", "first_name": "Bob"})
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert errors_in(html) == ["Please enter a valid email address, like name@example.com.",
-                               "Please fill in company."]
+    assert errors_in(html) == ["Please enter a valid email address, like name@example.com.", "Please fill in company."]
     assert 'value="not-an-address"' in html and 'value="Bob"' in html
     assert 'aria-invalid="true"' in html and 'aria-describedby="email-error"' in html
     assert ck.requests() == [] and services.signups.find() == []
@@ -89,10 +93,18 @@ def test_a_convertkit_422_is_shown_in_the_form_and_the_signup_rejected(post_form
 
 
 def test_while_older_signups_wait_a_new_one_queues_behind_them_without_calling_convertkit(
-        post_form, ck, services, monkeypatch):
+    post_form, ck, services, monkeypatch
+):
     monkeypatch.setattr("optin.delivery.QUEUE_RECHECK", 0)  # no memo of the queue between these posts
-    waiting = services.signups.record(form_slug="launch", convertkit_form_id=4242, email="first@example.com",
-                                      first_name=None, fields={}, tags=(), ip_hash=None)
+    waiting = services.signups.record(
+        form_slug="launch",
+        convertkit_form_id=4242,
+        email="first@example.com",
+        first_name=None,
+        fields={},
+        tags=(),
+        ip_hash=None,
+    )
     response = post_form(data={"email": "second@example.com", "company": "Acme"}, json_mode=True)
     assert response.status_code == 200 and response.json["ok"]
     assert ck.requests(path_contains="subscribe") == [], "the queue goes first, in order, through the worker"
@@ -106,13 +118,19 @@ def test_while_older_signups_wait_a_new_one_queues_behind_them_without_calling_c
     assert response.status_code == 422 and response.json["errors"]["email"] == ["Email address is invalid"]
 
 
-@pytest.mark.parametrize("fault", [
-    {"status": 401, "body": '{"error": "Authorization Failed", "message": "API Key not valid"}',
-     "content_type": "application/json"},
-    {"status": 500, "body": "<html><h1>Internal Server Error</h1></html>", "content_type": "text/html"},
-    {"status": 429, "body": "Retry later", "content_type": "text/plain"},
-    {"status": 503, "body": "", "content_type": "text/plain"},
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {
+            "status": 401,
+            "body": '{"error": "Authorization Failed", "message": "API Key not valid"}',
+            "content_type": "application/json",
+        },
+        {"status": 500, "body": "<html><h1>Internal Server Error</h1></html>", "content_type": "text/html"},
+        {"status": 429, "body": "Retry later", "content_type": "text/plain"},
+        {"status": 503, "body": "", "content_type": "text/plain"},
+    ],
+)
 def test_convertkit_trouble_keeps_the_signup_pending_and_the_visitor_sees_success(post_form, ck, services, fault):
     ck.faults([{**fault, "path_contains": "subscribe"}])
     response = post_form(data={"email": "a@example.com", "company": "Acme"}, follow_redirects=True)
@@ -190,12 +208,26 @@ def test_the_index_is_off_unless_asked_for(make_app):
 
 def test_no_route_leaks_a_secret(client, post_form, ck):
     ck.configure(api_key="rotated")  # a 401 inline: the error path must not echo the key either
-    responses = [client.get(p) for p in ("/", "/f/launch", "/p/launch", "/embed.js", "/healthz", "/f/x",
-                                         "/static/form.js", "/static/form.css", "/f/launch/thanks")]
-    responses += [post_form(data={"email": "a@example.com", "company": "A"}, follow_redirects=True),
-                  post_form(data={"email": "bad"}, json_mode=True),
-                  post_form(data={"email": "invalid@example.com", "company": "A"}),
-                  client.post("/f/launch", data="{", headers={"Content-Type": "application/json"})]
+    responses = [
+        client.get(p)
+        for p in (
+            "/",
+            "/f/launch",
+            "/p/launch",
+            "/embed.js",
+            "/healthz",
+            "/f/x",
+            "/static/form.js",
+            "/static/form.css",
+            "/f/launch/thanks",
+        )
+    ]
+    responses += [
+        post_form(data={"email": "a@example.com", "company": "A"}, follow_redirects=True),
+        post_form(data={"email": "bad"}, json_mode=True),
+        post_form(data={"email": "invalid@example.com", "company": "A"}),
+        client.post("/f/launch", data="{", headers={"Content-Type": "application/json"}),
+    ]
     for response in responses:
         blob = response.get_data(as_text=True) + str(response.headers)
         response.close()  # static files are streamed from disk
@@ -209,8 +241,9 @@ def test_a_database_outage_is_a_clear_503_not_a_stack_trace(app, client, service
     services.db.engine.dispose()
     services.db.engine = create_engine(f"sqlite:///{tmp_path}/missing/nowhere/db.sqlite3")
     token = extract_token(client.get("/f/simple").get_data(as_text=True))
-    response = client.post("/f/simple", data={"token": token, "email": "a@example.com"},
-                           headers={"Accept": "application/json"})
+    response = client.post(
+        "/f/simple", data={"token": token, "email": "a@example.com"}, headers={"Accept": "application/json"}
+    )
     assert response.status_code == 503 and "try again" in response.json["message"]
     services.db.engine.dispose()
 
@@ -229,16 +262,26 @@ def test_fixing_a_field_quickly_after_an_error_is_not_taken_for_a_bot(make_app, 
     signer.clock = lambda: now[0]
     token = extract_token(client.get("/f/launch").get_data(as_text=True))
     now[0] += 40  # the visitor reads and types, then forgets the company
-    first = client.post("/f/launch", data={"token": token, "email": "a@example.com"},
-                        headers={"Accept": "application/json"})
+    first = client.post(
+        "/f/launch", data={"token": token, "email": "a@example.com"}, headers={"Accept": "application/json"}
+    )
     assert first.status_code == 422 and set(first.json["errors"]) == {"company"}
     now[0] += 1  # and fixes it in a second
-    second = client.post("/f/launch", data={"token": first.json["token"], "email": "a@example.com",
-                                            "company": "Acme"}, headers={"Accept": "application/json"})
+    second = client.post(
+        "/f/launch",
+        data={"token": first.json["token"], "email": "a@example.com", "company": "Acme"},
+        headers={"Accept": "application/json"},
+    )
     assert second.status_code == 200, second.json
     now[0] += 1  # a bot replaying the error answer's token gets nowhere either
-    assert client.post("/f/launch", data={"token": first.json["token"], "email": "b@example.com",
-                                          "company": "Acme"}, headers={"Accept": "application/json"}).status_code == 422
+    assert (
+        client.post(
+            "/f/launch",
+            data={"token": first.json["token"], "email": "b@example.com", "company": "Acme"},
+            headers={"Accept": "application/json"},
+        ).status_code
+        == 422
+    )
 
 
 def test_a_too_fast_post_also_shows_the_field_errors(make_app, ck):
@@ -249,29 +292,37 @@ def test_a_too_fast_post_also_shows_the_field_errors(make_app, ck):
     assert set(response.json["errors"]) == {"_form", "email", "company"}
 
 
-@pytest.mark.parametrize(("slug", "title"), [("launch", "Get launch updates"), ("simple", "Simple"),
-                                             ("redirecting", "Redirecting")])
+@pytest.mark.parametrize(
+    ("slug", "title"), [("launch", "Get launch updates"), ("simple", "Simple"), ("redirecting", "Redirecting")]
+)
 def test_the_index_shows_each_form_live_with_the_three_snippets_filled_in(client, slug, title):
     from html import unescape
 
     page = client.get("/").get_data(as_text=True)
     assert f'<iframe src="/f/{slug}" title="{title}"' in page, "the form itself, live"
     snippets = unescape(page)
-    assert (f'<script src="http://localhost/embed.js" data-form="{slug}" data-title="{title}" async></script>'
-            in snippets)
-    assert (f'<iframe src="http://localhost/f/{slug}" title="{title}" style="border:0;width:100%;max-width:480px"'
-            f' height="420"></iframe>' in snippets)
+    assert (
+        f'<script src="http://localhost/embed.js" data-form="{slug}" data-title="{title}" async></script>' in snippets
+    )
+    assert (
+        f'<iframe src="http://localhost/f/{slug}" title="{title}" style="border:0;width:100%;max-width:480px"'
+        f' height="420"></iframe>' in snippets
+    )
     assert f'<a href="/p/{slug}">http://localhost/p/{slug}</a>' in snippets
 
 
 @pytest.mark.parametrize(("slug", "redirect"), [("redirecting", "https://example.com/thanks"), ("simple", None)])
 def test_a_json_post_says_where_to_send_the_visitor(post_form, slug, redirect):
     response = post_form(slug, {"email": "a@example.com"}, json_mode=True)
-    assert response.json == {"ok": True, "message": "Thanks! Check your inbox to confirm your subscription.",
-                             "redirect": redirect}
+    assert response.json == {
+        "ok": True,
+        "message": "Thanks! Check your inbox to confirm your subscription.",
+        "redirect": redirect,
+    }
 
 
 # Deploying: what gunicorn.conf.py promises a platform router -------------------------------------------------
+
 
 def gunicorn_config(monkeypatch, **env):
     """The settings `gunicorn app:app` takes from gunicorn.conf.py under this environment."""
@@ -291,11 +342,19 @@ def gunicorn_config(monkeypatch, **env):
     return config
 
 
-@pytest.mark.parametrize(("env", "bind", "workers", "threads", "max_requests"), [
-    ({}, "0.0.0.0:5000", 2, 8, 0),
-    ({"PORT": "31337", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "5", "MAX_REQUESTS": "1000"},
-     "0.0.0.0:31337", 3, 5, 1000),
-])
+@pytest.mark.parametrize(
+    ("env", "bind", "workers", "threads", "max_requests"),
+    [
+        ({}, "0.0.0.0:5000", 2, 8, 0),
+        (
+            {"PORT": "31337", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "5", "MAX_REQUESTS": "1000"},
+            "0.0.0.0:31337",
+            3,
+            5,
+            1000,
+        ),
+    ],
+)
 def test_gunicorn_conf_follows_the_platform(monkeypatch, env, bind, workers, threads, max_requests):
     from gunicorn.workers.gthread import ThreadWorker
 
@@ -308,20 +367,23 @@ def test_gunicorn_conf_follows_the_platform(monkeypatch, env, bind, workers, thr
     assert config.max_requests == max_requests, "workers are recycled only when MAX_REQUESTS asks"
 
 
-@pytest.mark.parametrize(("variable", "attribute", "default"), [
-    ("CONVERTKIT_API_URL", "api_url", "https://api.convertkit.com/v3/"),
-    ("CONVERTKIT_RATE_LIMIT", "rate_limit", "120/60"),
-    ("CONVERTKIT_TIMEOUT", "api_timeout", 5),
-    ("FORMS_FILE", "forms_file", "forms.toml"),
-    ("DATABASE_URL", "database_url", "sqlite:///instance/signups.sqlite3"),
-    ("REDIS_URL", "redis_url", None),
-    ("TRUSTED_PROXY_HOPS", "trusted_proxy_hops", 1),
-    ("RATE_LIMIT_PER_IP", "ip_limit", "10/60"),
-    ("RATE_LIMIT_PER_EMAIL", "email_limit", "5/86400"),
-    ("MIN_FILL_SECONDS", "min_fill_seconds", 2),
-    ("TOKEN_MAX_AGE", "token_max_age", 21600),
-    ("SHOW_INDEX", "show_index", False),
-])
+@pytest.mark.parametrize(
+    ("variable", "attribute", "default"),
+    [
+        ("CONVERTKIT_API_URL", "api_url", "https://api.convertkit.com/v3/"),
+        ("CONVERTKIT_RATE_LIMIT", "rate_limit", "120/60"),
+        ("CONVERTKIT_TIMEOUT", "api_timeout", 5),
+        ("FORMS_FILE", "forms_file", "forms.toml"),
+        ("DATABASE_URL", "database_url", "sqlite:///instance/signups.sqlite3"),
+        ("REDIS_URL", "redis_url", None),
+        ("TRUSTED_PROXY_HOPS", "trusted_proxy_hops", 1),
+        ("RATE_LIMIT_PER_IP", "ip_limit", "10/60"),
+        ("RATE_LIMIT_PER_EMAIL", "email_limit", "5/86400"),
+        ("MIN_FILL_SECONDS", "min_fill_seconds", 2),
+        ("TOKEN_MAX_AGE", "token_max_age", 21600),
+        ("SHOW_INDEX", "show_index", False),
+    ],
+)
 def test_an_unset_variable_takes_the_default_the_readme_gives(variable, attribute, default):
     from optin.settings import Settings
 

@@ -111,5 +111,3 @@ def list_signups() -> Response:
 def reset() -> Response:
     sandbox_state().reset()
     return Response(status=204)
-
-

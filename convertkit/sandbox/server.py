@@ -146,7 +146,7 @@ def _trickled(response: Response, pause: float) -> Response:
     def drip():
         for index in range(len(body)):
             time.sleep(pause)
-            yield body[index:index + 1]
+            yield body[index : index + 1]
 
     headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
     headers.append(("Content-Length", str(len(body))))
@@ -215,9 +215,7 @@ class SandboxServer:
         self.app = create_sandbox(**options)
         state = self.app.extensions["convertkit_sandbox"]
         self.api_key, self.api_secret, self.v4_api_key = state.api_key, state.api_secret, state.v4_api_key
-        self._server = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler
-        )
+        self._server = make_server("127.0.0.1", port, self.app, threaded=True, request_handler=_QuietHandler)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self.api_url = f"{self.url}/v3/"
         self.api_v4_url = f"{self.url}/v4/"
@@ -323,9 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(args.host, args.port, app, threaded=True, request_handler=_QuietHandler)
 
     def stop(signum: int, frame: object) -> None:
-        threading.Thread(
-            target=server.shutdown, daemon=True
-        ).start()  # shutdown() waits for this loop
+        threading.Thread(target=server.shutdown, daemon=True).start()  # shutdown() waits for this loop
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -345,4 +341,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.server_close()
     return 0
-

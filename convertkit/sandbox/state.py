@@ -60,7 +60,7 @@ def _now() -> str:
 
 
 def api_version(path: str) -> str | None:
-    """"v3" or "v4" for a call to that API, None for the control endpoints and anything else."""
+    """ "v3" or "v4" for a call to that API, None for the control endpoints and anything else."""
     for version in ("v3", "v4"):
         if path.startswith(f"/{version}/"):
             return version
@@ -96,13 +96,9 @@ class Fault:
     @classmethod
     def parse(cls, spec: object) -> Fault:
         if not isinstance(spec, dict) or set(spec) - set(cls.__dataclass_fields__):
-            raise ValueError(
-                f"a fault is an object with keys from {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"a fault is an object with keys from {sorted(cls.__dataclass_fields__)}")
         fault = cls(**spec)
-        if fault.status is not None and not (
-            isinstance(fault.status, int) and 100 <= fault.status <= 599
-        ):
+        if fault.status is not None and not (isinstance(fault.status, int) and 100 <= fault.status <= 599):
             raise ValueError("fault status must be an integer HTTP status")
         if not isinstance(fault.times, int) or fault.times < 1:
             raise ValueError("fault times must be a positive integer")

@@ -50,9 +50,7 @@ def _subscribe(kind: str, target: int) -> Response:
         if not plausible_email(email):
             return json_answer(INVALID_EMAIL, 422)
         if not isinstance(fields, dict) or not isinstance(first_name, str | None):
-            return json_answer(
-                {"error": "Error updating subscriber", "message": "Invalid parameters"}, 422
-            )
+            return json_answer({"error": "Error updating subscriber", "message": "Invalid parameters"}, 422)
         if not isinstance(raw_tags, list) or not all(str(t).isdigit() for t in raw_tags):
             return json_answer(TAG_NOT_FOUND, 422)
         tags = [int(t) for t in raw_tags]
@@ -128,9 +126,7 @@ def list_subscribers() -> Response:
             for key, subscriber in sandbox_state().subscribers.items()
             if not wanted or key == wanted
         ]
-    return json_answer(
-        {"total_subscribers": len(found), "page": 1, "total_pages": 1, "subscribers": found}
-    )
+    return json_answer({"total_subscribers": len(found), "page": 1, "total_pages": 1, "subscribers": found})
 
 
 SUBSCRIPTIONS_PER_PAGE = 50
@@ -154,10 +150,14 @@ def list_form_subscriptions(form_id: int) -> Response:
         found.reverse()
     pages = max(1, -(-len(found) // SUBSCRIPTIONS_PER_PAGE))
     start = (page - 1) * SUBSCRIPTIONS_PER_PAGE
-    return json_answer({"total_subscriptions": len(found), "page": page, "total_pages": pages,
-                  "subscriptions": found[start:start + SUBSCRIPTIONS_PER_PAGE]})
-
-
+    return json_answer(
+        {
+            "total_subscriptions": len(found),
+            "page": page,
+            "total_pages": pages,
+            "subscriptions": found[start : start + SUBSCRIPTIONS_PER_PAGE],
+        }
+    )
 
 
 def supplied(name: str) -> str | None:
@@ -177,8 +177,6 @@ def _denied(*, secret_only: bool = False) -> Response | None:
         if not secret_only and key is not None and key == state.api_key:
             return None
     return json_answer(NOT_PRESENT if key is None and secret is None else NOT_VALID, 401)
-
-
 
 
 def credential() -> str:

@@ -24,7 +24,7 @@ _open_transaction: ContextVar[tuple[Database, Any] | None] = ContextVar("optin_t
 class Database:
     def __init__(self, url: str, *, pool_size: int = 5):
         if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
         self.url = sa.engine.make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._sqlite: sqlite.Writer | None = None
@@ -33,7 +33,10 @@ class Database:
             self._sqlite = sqlite.Writer(self.url.database)
         else:
             self.engine = sa.create_engine(
-                self.url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True,
+                self.url,
+                pool_size=pool_size,
+                max_overflow=10,
+                pool_pre_ping=True,
                 connect_args={"connect_timeout": 5},
             )
 

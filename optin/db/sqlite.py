@@ -217,8 +217,9 @@ class Writer:
     def connection(self) -> sqlite3.Connection:
         raw: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if raw is None:
-            raw = sqlite3.connect(self.database or ":memory:", timeout=30, isolation_level=None,
-                                  check_same_thread=False)
+            raw = sqlite3.connect(
+                self.database or ":memory:", timeout=30, isolation_level=None, check_same_thread=False
+            )
             configure(raw)
             self._local.connection = raw
             with self._guard:

@@ -119,6 +119,7 @@ def axe(axe_source):
 
 # A stand-in for the customer's website -----------------------------------------------------------------------
 
+
 class HostSite:
     """Serves given HTML pages from http://127.0.0.1:<free port>, in a thread: another site than the app when
     the app is addressed as http://localhost:<port>."""
@@ -146,8 +147,9 @@ class HostSite:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.origin = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       name="host-site", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name="host-site", daemon=True
+        )
         self.thread.start()
 
     def serve(self, html: str, path: str = "/", headers: dict[str, str] | None = None) -> str:

@@ -41,6 +41,7 @@ def fields(page):
 
 # axe-core ----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["f", "p"], ids=["frame", "landing"])
 def test_axe_finds_no_violations_in_any_state_of_the_form(web, ck, new_context, axe, kind):
     url = f"{web.url}/{kind}/launch"
@@ -83,6 +84,7 @@ def test_axe_finds_no_violations_in_any_state_of_the_form(web, ck, new_context, 
 
 
 # Progressive enhancement -------------------------------------------------------------------------------------
+
 
 def test_with_javascript_the_form_submits_in_place_and_guides_the_visitor(web, ck, page):
     page.goto(f"{web.url}/f/launch")
@@ -218,9 +220,11 @@ def assert_fits_width(page, what: str) -> None:
 
 # Chromium's page zoom shrinks the CSS-pixel viewport and raises the device pixel ratio: a 1280×800 window at
 # 200% lays the page out at 640×400 CSS px with 2 device pixels per CSS px, which is what the second case is.
-@pytest.mark.parametrize(("viewport", "scale"), [({"width": 320, "height": 640}, 1),
-                                                  ({"width": 640, "height": 400}, 2)],
-                         ids=["320px-wide", "200%-zoom"])
+@pytest.mark.parametrize(
+    ("viewport", "scale"),
+    [({"width": 320, "height": 640}, 1), ({"width": 640, "height": 400}, 2)],
+    ids=["320px-wide", "200%-zoom"],
+)
 def test_usable_on_a_narrow_screen_and_at_200_percent_zoom(web, ck, new_context, viewport, scale):
     page = new_context(viewport=viewport, device_scale_factor=scale).new_page()
     for number, kind in enumerate(("f", "p")):
@@ -241,11 +245,17 @@ def test_usable_on_a_narrow_screen_and_at_200_percent_zoom(web, ck, new_context,
 
 # Embedding ---------------------------------------------------------------------------------------------------
 
+
 def test_script_embeds_have_a_title_that_names_the_form(web, host_site, page):
     app = web.url.replace("127.0.0.1", "localhost")
-    page.goto(host_site.serve(host_page(
-        f'<script src="{app}/embed.js" data-form="launch" data-title="Launch updates" async></script>'
-        f'<script src="{app}/embed.js" data-form="simple" async></script>')))
+    page.goto(
+        host_site.serve(
+            host_page(
+                f'<script src="{app}/embed.js" data-form="launch" data-title="Launch updates" async></script>'
+                f'<script src="{app}/embed.js" data-form="simple" async></script>'
+            )
+        )
+    )
     frames = page.locator("iframe.optin-embed")
     expect(frames).to_have_count(2)
     expect(frames.nth(0)).to_have_accessible_name("Launch updates")  # the site's own words win
@@ -254,19 +264,25 @@ def test_script_embeds_have_a_title_that_names_the_form(web, host_site, page):
 
 
 def test_a_form_limited_to_some_sites_is_refused_by_the_browser_elsewhere(
-        gunicorn, env, tmp_path, make_host_site, new_context):
+    gunicorn, env, tmp_path, make_host_site, new_context
+):
     allowed, other = make_host_site(), make_host_site()
     forms = tmp_path / "limited.toml"
-    forms.write_text(FORMS_TOML + f"""
+    forms.write_text(
+        FORMS_TOML
+        + f"""
 [forms.partner]
 convertkit_form_id = 4246
 title = "Partner offers"
 allowed_origins = ["{allowed.origin}"]
-""")
+"""
+    )
     web = gunicorn({**env, "FORMS_FILE": str(forms)}, workers=1)
     app = web.url.replace("127.0.0.1", "localhost")
-    embed = host_page(f'<iframe id="partner" title="Partner offers" src="{app}/f/partner"></iframe>'
-                      f'<iframe id="open" title="Newsletter" src="{app}/f/simple"></iframe>')
+    embed = host_page(
+        f'<iframe id="partner" title="Partner offers" src="{app}/f/partner"></iframe>'
+        f'<iframe id="open" title="Newsletter" src="{app}/f/simple"></iframe>'
+    )
 
     for site, welcome in ((allowed, True), (other, False)):
         page = new_context().new_page()
@@ -286,6 +302,7 @@ allowed_origins = ["{allowed.origin}"]
 
 
 # Bots --------------------------------------------------------------------------------------------------------
+
 
 def test_a_filled_in_honeypot_looks_like_success_to_the_bot_but_reaches_nobody(web, ck, page):
     page.goto(f"{web.url}/f/launch")

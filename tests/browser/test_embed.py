@@ -81,28 +81,32 @@ def sign_up(iframe, email: str, extra: dict[str, str] | None = None, *, check_he
     for label, value in (extra or {}).items():
         form.get_by_label(label).press_sequentially(value, delay=KEYSTROKE_MS)
     form.get_by_role("button").click()
-    expect(form.get_by_role("status")).to_have_text("Thanks! Check your inbox." if extra else
-                                                    "Thanks! Check your inbox to confirm your subscription.")
+    expect(form.get_by_role("status")).to_have_text(
+        "Thanks! Check your inbox." if extra else "Thanks! Check your inbox to confirm your subscription."
+    )
     expect(form.get_by_role("textbox")).to_have_count(0)
     if check_height:
         assert_frame_fits(iframe)
 
 
 def test_a_visitor_signs_up_through_iframe_and_script_embeds_on_another_site_without_cookies(
-        gunicorn, env, ck, host_site, new_context):
+    gunicorn, env, ck, host_site, new_context
+):
     web = gunicorn({**env, "MIN_FILL_SECONDS": "0.5"})
     app = web.url.replace("127.0.0.1", "localhost")  # same server, another site than the customer's page
-    probe = host_site.serve(COOKIE_PROBE, "/probe",
-                            {"Set-Cookie": "probe_header=1; SameSite=None; Secure; Path=/"})
-    url = host_site.serve(host_page(
-        f'<iframe id="probe" title="cookie probe" src="{probe.replace("127.0.0.1", "localhost")}"></iframe>'
-        f'<h2>Plain iframe</h2>'
-        f'<iframe id="plain" src="{app}/f/simple" title="Newsletter" height="340"'
-        f' style="border:0;width:100%;max-width:480px"></iframe>'
-        f'<h2>Script embeds</h2>'
-        f'<script src="{app}/embed.js" data-form="launch" data-title="Launch updates" async></script>'
-        f'<p>Some of the customer\'s text between two forms.</p>'
-        f'<script src="{app}/embed.js" data-form="simple" async></script>'))
+    probe = host_site.serve(COOKIE_PROBE, "/probe", {"Set-Cookie": "probe_header=1; SameSite=None; Secure; Path=/"})
+    url = host_site.serve(
+        host_page(
+            f'<iframe id="probe" title="cookie probe" src="{probe.replace("127.0.0.1", "localhost")}"></iframe>'
+            f"<h2>Plain iframe</h2>"
+            f'<iframe id="plain" src="{app}/f/simple" title="Newsletter" height="340"'
+            f' style="border:0;width:100%;max-width:480px"></iframe>'
+            f"<h2>Script embeds</h2>"
+            f'<script src="{app}/embed.js" data-form="launch" data-title="Launch updates" async></script>'
+            f"<p>Some of the customer's text between two forms.</p>"
+            f'<script src="{app}/embed.js" data-form="simple" async></script>'
+        )
+    )
 
     context = new_context()
     responses = []
@@ -121,9 +125,11 @@ def test_a_visitor_signs_up_through_iframe_and_script_embeds_on_another_site_wit
     # The host page's address rides in the fragment, which never reaches a server: form.js reads it.
     after = re.escape(f"#ref={quote(url, safe='')}")
     expect(page.locator("script[data-form=launch] + iframe")).to_have_attribute(
-        "src", re.compile(re.escape(f"{app}/f/launch") + after))
+        "src", re.compile(re.escape(f"{app}/f/launch") + after)
+    )
     expect(page.locator("script[data-form=simple] + iframe")).to_have_attribute(
-        "src", re.compile(re.escape(f"{app}/f/simple") + after))
+        "src", re.compile(re.escape(f"{app}/f/simple") + after)
+    )
     expect(launch.content_frame.get_by_role("heading")).to_have_text("Get launch updates")
     expect(simple.content_frame.get_by_role("heading")).to_have_text("Simple")
     assert_frame_fits(launch)
@@ -135,9 +141,11 @@ def test_a_visitor_signs_up_through_iframe_and_script_embeds_on_another_site_wit
     expect(page).to_have_url(url)  # the visitor never left the customer's page
 
     sent = [(r["path"], r["json"]["email"]) for r in ck.requests(path_contains="subscribe")]
-    assert sorted(sent) == [("/v3/forms/4242/subscribe", "ann@example.com"),
-                            ("/v3/forms/4243/subscribe", "bob@example.com"),
-                            ("/v3/forms/4243/subscribe", "cy@example.com")]
+    assert sorted(sent) == [
+        ("/v3/forms/4242/subscribe", "ann@example.com"),
+        ("/v3/forms/4243/subscribe", "bob@example.com"),
+        ("/v3/forms/4243/subscribe", "cy@example.com"),
+    ]
 
     # The app needs no cookie and sets none, in any of its answers (the browser would have dropped them anyway).
     from_app = [r for r in responses if r.url.startswith(app)]
@@ -147,14 +155,17 @@ def test_a_visitor_signs_up_through_iframe_and_script_embeds_on_another_site_wit
 
 
 def test_on_v4_a_422_from_kit_shows_in_the_form_and_the_page_is_sent_as_referrer(
-        gunicorn, env, ck, host_site, new_context, make_app):
+    gunicorn, env, ck, host_site, new_context, make_app
+):
     from support import v4_env
 
     settings = {**v4_env(env, ck), "MIN_FILL_SECONDS": "0.5"}
     web = gunicorn(settings)
     app = web.url.replace("127.0.0.1", "localhost")
-    url = host_site.serve(host_page(f'<script src="{app}/embed.js" data-form="simple" async></script>'),
-                          "/launch") + "?utm_source=newsletter"
+    url = (
+        host_site.serve(host_page(f'<script src="{app}/embed.js" data-form="simple" async></script>'), "/launch")
+        + "?utm_source=newsletter"
+    )
     page = new_context().new_page()
     page.goto(url)
     form = page.locator("iframe.optin-embed").content_frame

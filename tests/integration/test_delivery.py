@@ -18,25 +18,44 @@ from support import (
 )
 
 
-@pytest.mark.parametrize("faults", [
-    pytest.param([{"status": 429, "body": "Retry later", "content_type": "text/plain", "times": 3}], id="429s"),
-    pytest.param([{"status": 500, "body": "<html><body>Oops</body></html>", "content_type": "text/html",
-                   "times": 4}], id="500-html"),
-    pytest.param([{"status": 502, "body": "", "times": 2}, {"status": 504, "body": "<html>gw</html>",
-                                                           "content_type": "text/html", "times": 2}], id="502-504"),
-    pytest.param([{"delay": 1.0, "times": 3}], id="timeouts-processed-late"),
-    pytest.param([{"delay": 1.0, "status": 504, "times": 3}], id="timeouts-not-processed"),
-    pytest.param([{"close": True, "times": 3}], id="connection-dropped"),
-    pytest.param([{"close": True, "process": True, "times": 3}], id="dropped-after-processing"),
-    pytest.param([{"status": 502, "body": "", "process": True, "times": 2},
-                  {"status": 503, "body": "<html>busy</html>", "content_type": "text/html", "process": True,
-                   "times": 2}], id="5xx-after-processing"),
-    pytest.param([{"status": 302, "body": "", "process": True, "times": 2}], id="3xx-after-processing"),
-    pytest.param([{"status": 200, "body": "", "process": True, "times": 2},
-                  {"status": 200, "body": "OK", "content_type": "text/plain", "process": True, "times": 2},
-                  {"status": 201, "body": {"unexpected": True}, "process": True, "times": 1}], id="odd-2xx"),
-    pytest.param([{"trickle": 0.05, "times": 3}], id="trickled-answers"),
-])
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param([{"status": 429, "body": "Retry later", "content_type": "text/plain", "times": 3}], id="429s"),
+        pytest.param(
+            [{"status": 500, "body": "<html><body>Oops</body></html>", "content_type": "text/html", "times": 4}],
+            id="500-html",
+        ),
+        pytest.param(
+            [
+                {"status": 502, "body": "", "times": 2},
+                {"status": 504, "body": "<html>gw</html>", "content_type": "text/html", "times": 2},
+            ],
+            id="502-504",
+        ),
+        pytest.param([{"delay": 1.0, "times": 3}], id="timeouts-processed-late"),
+        pytest.param([{"delay": 1.0, "status": 504, "times": 3}], id="timeouts-not-processed"),
+        pytest.param([{"close": True, "times": 3}], id="connection-dropped"),
+        pytest.param([{"close": True, "process": True, "times": 3}], id="dropped-after-processing"),
+        pytest.param(
+            [
+                {"status": 502, "body": "", "process": True, "times": 2},
+                {"status": 503, "body": "<html>busy</html>", "content_type": "text/html", "process": True, "times": 2},
+            ],
+            id="5xx-after-processing",
+        ),
+        pytest.param([{"status": 302, "body": "", "process": True, "times": 2}], id="3xx-after-processing"),
+        pytest.param(
+            [
+                {"status": 200, "body": "", "process": True, "times": 2},
+                {"status": 200, "body": "OK", "content_type": "text/plain", "process": True, "times": 2},
+                {"status": 201, "body": {"unexpected": True}, "process": True, "times": 1},
+            ],
+            id="odd-2xx",
+        ),
+        pytest.param([{"trickle": 0.05, "times": 3}], id="trickled-answers"),
+    ],
+)
 @pytest.mark.parametrize("version", ["v3", "v4"])
 def test_every_accepted_signup_is_delivered_once_through_faults(make_app, env, ck, worker, faults, request, version):
     env = fast_env(env) if version == "v3" else fast_env(v4_env(env, ck))
@@ -62,12 +81,16 @@ def test_connection_refused_until_convertkit_comes_back(make_app, env, ck, worke
     services = make_app(**env).extensions["optin"]
     record(services, 3)
     worker(env)
-    wait_until(lambda: all("APIConnectionError" in (s.last_error or "") for s in services.signups.find()), 20,
-               "the worker never tried")
+    wait_until(
+        lambda: all("APIConnectionError" in (s.last_error or "") for s in services.signups.find()),
+        20,
+        "the worker never tried",
+    )
     with SandboxServer(api_key=env["CONVERTKIT_API_KEY"], port=port) as late:
         wait_all_finished(services, timeout=60)
-        assert sorted(r["json"]["email"] for r in late.requests(path_contains="subscribe")) == \
-            [f"person{i}@example.com" for i in range(3)]
+        assert sorted(r["json"]["email"] for r in late.requests(path_contains="subscribe")) == [
+            f"person{i}@example.com" for i in range(3)
+        ]
 
 
 @pytest.mark.parametrize("version", ["v3", "v4"])
@@ -133,8 +156,11 @@ def test_sigkill_mid_delivery_loses_nothing(make_app, env, ck, worker):
     record(services, 5)
     ck.configure(latency=1.5)
     first = worker(env)
-    wait_until(lambda: any(s.attempts == 0 for s in services.signups.find()) and
-               ck.requests(path_contains="subscribe"), 20, "the first worker never started a delivery")
+    wait_until(
+        lambda: any(s.attempts == 0 for s in services.signups.find()) and ck.requests(path_contains="subscribe"),
+        20,
+        "the first worker never started a delivery",
+    )
     first.signal(signal.SIGKILL)
     first.proc.wait(10)
     ck.configure(latency=0)
@@ -180,8 +206,14 @@ def test_web_answers_at_once_when_the_limit_has_no_room(gunicorn, make_app, env,
     for i in range(5):
         session = requests.Session()
         token = extract_token(session.get(f"{web.url}/f/simple", timeout=5).text)
-        answers.append(session.post(f"{web.url}/f/simple", data={"token": token, "email": f"p{i}@example.com"},
-                                    headers={"Accept": "application/json"}, timeout=5).json())
+        answers.append(
+            session.post(
+                f"{web.url}/f/simple",
+                data={"token": token, "email": f"p{i}@example.com"},
+                headers={"Accept": "application/json"},
+                timeout=5,
+            ).json()
+        )
     assert all(a["ok"] for a in answers)
     assert len(ck.requests(path_contains="subscribe")) == 2
     counts = make_app(**env).extensions["optin"].signups.counts()
@@ -195,9 +227,11 @@ def _arrivals_within_limit(arrivals, count, seconds):
 
 @pytest.mark.postgres
 def test_two_workers_and_web_traffic_never_exceed_the_limit_on_postgres(
-        postgres_url, make_app, env, ck, worker, gunicorn):
+    postgres_url, make_app, env, ck, worker, gunicorn
+):
     env = fast_env(env, DATABASE_URL=postgres_url, CONVERTKIT_RATE_LIMIT="8/2", CONVERTKIT_TIMEOUT="2")
     from optin.db import Database
+
     database = Database(postgres_url)
     database.migrate()
     database.dispose()
@@ -214,8 +248,12 @@ def test_two_workers_and_web_traffic_never_exceed_the_limit_on_postgres(
             try:
                 session = requests.Session()
                 token = extract_token(session.get(f"{web.url}/f/simple", timeout=5).text)
-                session.post(f"{web.url}/f/simple", data={"token": token, "email": f"web{i}@example.com"},
-                             headers={"Accept": "application/json"}, timeout=10).raise_for_status()
+                session.post(
+                    f"{web.url}/f/simple",
+                    data={"token": token, "email": f"web{i}@example.com"},
+                    headers={"Accept": "application/json"},
+                    timeout=10,
+                ).raise_for_status()
             except requests.RequestException as exc:
                 errors.append(exc)
             time.sleep(0.15)

@@ -17,8 +17,11 @@ from optin.worker import Worker
 
 def lookups(ck):
     """The calls that ask ConvertKit whether an unanswered attempt arrived."""
-    return [r for r in ck.requests() if r["method"] == "GET"
-            and (r["path"] == "/v3/subscribers" or r["path"].endswith("/subscriptions"))]
+    return [
+        r
+        for r in ck.requests()
+        if r["method"] == "GET" and (r["path"] == "/v3/subscribers" or r["path"].endswith("/subscriptions"))
+    ]
 
 
 def test_a_lost_answer_is_proven_on_this_form_not_by_the_person(make_app, env, ck, worker):
@@ -77,8 +80,12 @@ def test_a_look_up_that_keeps_failing_falls_back_to_resending(make_app, env, ck,
     env = fast_env(env, DELIVERY_CHECK_HOURS="0.0005")  # about two seconds of failed look-ups
     services = make_app(**env).extensions["optin"]
     [signup] = record(services, 1, prefix="nolook")
-    ck.faults([{"delay": 1.0, "status": 504, "path_contains": "subscribe"},
-               {"status": 500, "times": 1000, "method": "GET", "path_contains": "/v3/subscribers"}])
+    ck.faults(
+        [
+            {"delay": 1.0, "status": 504, "path_contains": "subscribe"},
+            {"status": 500, "times": 1000, "method": "GET", "path_contains": "/v3/subscribers"},
+        ]
+    )
     worker(env)
     wait_all_finished(services)
     ck.wait_idle()
@@ -89,12 +96,12 @@ def test_a_look_up_that_keeps_failing_falls_back_to_resending(make_app, env, ck,
 
 
 @pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_a_worker_killed_mid_send_leaves_a_mark_and_nothing_is_sent_twice(make_app, env, ck, worker, store,
-                                                                          request):
+def test_a_worker_killed_mid_send_leaves_a_mark_and_nothing_is_sent_twice(make_app, env, ck, worker, store, request):
     extra = {"CONVERTKIT_TIMEOUT": "3", "DELIVERY_LEASE_SECONDS": "5"}
     if store == "postgres":
         url = request.getfixturevalue("postgres_url")
         from optin.db import Database
+
         database = Database(url)
         database.migrate()
         database.dispose()
@@ -135,8 +142,9 @@ def test_a_database_blip_during_the_inline_attempt_never_asks_to_try_again(make_
 
     def post():
         token = extract_token(client.get("/f/simple").get_data(as_text=True))
-        return client.post("/f/simple", data={"token": token, "email": "blip@example.com"},
-                           headers={"Accept": "application/json"})
+        return client.post(
+            "/f/simple", data={"token": token, "email": "blip@example.com"}, headers={"Accept": "application/json"}
+        )
 
     answer = post()
     assert answer.status_code == 200 and answer.json["ok"]
@@ -147,8 +155,7 @@ def test_a_database_blip_during_the_inline_attempt_never_asks_to_try_again(make_
     down.clear()  # the database is back: the background recorder writes ConvertKit's answer
     wait_until(lambda: services.signups.get(signup.id).status == "delivered", 10, "the answer was never recorded")
     worker = Worker(services.delivery, lease_seconds=1)
-    wait_until(lambda: (worker.step(), services.signups.counts()["pending"] == 0)[1], 20,
-               "the retry was never settled")
+    wait_until(lambda: (worker.step(), services.signups.counts()["pending"] == 0)[1], 20, "the retry was never settled")
     assert services.signups.counts() == {"pending": 0, "delivered": 2, "rejected": 0, "failed": 0}
     ck.wait_idle()
     assert subscriptions(ck, "blip") == {"blip@example.com": 1}
@@ -159,8 +166,11 @@ def test_a_process_that_died_before_recording_is_reconciled_by_a_look_up(make_ap
     app = make_app(**env)
     services = app.extensions["optin"]
     client = app.test_client()
-    monkeypatch.setattr(services.signups, "_finish", lambda *a, **k: (_ for _ in ()).throw(
-        sa.exc.OperationalError("UPDATE signups", {}, Exception("gone"))))
+    monkeypatch.setattr(
+        services.signups,
+        "_finish",
+        lambda *a, **k: (_ for _ in ()).throw(sa.exc.OperationalError("UPDATE signups", {}, Exception("gone"))),
+    )
     monkeypatch.setattr(services.delivery, "_start_recorder", lambda: None)  # the process dies with its memory
     token = extract_token(client.get("/f/simple").get_data(as_text=True))
     assert client.post("/f/simple", data={"token": token, "email": "died@example.com"}).status_code == 303
@@ -179,8 +189,11 @@ def test_the_same_details_posted_twice_are_sent_once_and_new_details_again(make_
     client = app.test_client()
     for name in ("Ann", "Ann", "Anne"):
         token = extract_token(client.get("/f/launch").get_data(as_text=True))
-        client.post("/f/launch", data={"token": token, "email": "twin@example.com", "first_name": name,
-                                       "company": "Acme"}, headers={"Accept": "application/json"})
+        client.post(
+            "/f/launch",
+            data={"token": token, "email": "twin@example.com", "first_name": name, "company": "Acme"},
+            headers={"Accept": "application/json"},
+        )
     worker(env)
     wait_all_finished(services)
     ck.wait_idle()
@@ -200,8 +213,14 @@ def test_a_slow_convertkit_never_holds_a_visitor_past_the_time_out(gunicorn, env
         try:
             session = requests.Session()
             token = extract_token(session.get(f"{web.url}/f/simple", timeout=5).text)
-            answers.append(session.post(f"{web.url}/f/simple", data={"token": token, "email": f"s{i}@example.com"},
-                                        headers={"Accept": "application/json"}, timeout=10).json())
+            answers.append(
+                session.post(
+                    f"{web.url}/f/simple",
+                    data={"token": token, "email": f"s{i}@example.com"},
+                    headers={"Accept": "application/json"},
+                    timeout=10,
+                ).json()
+            )
         except requests.RequestException as exc:
             errors.append(exc)
 
@@ -225,8 +244,9 @@ def test_a_worker_waiting_on_a_full_window_still_reports_in(make_app, env, ck, w
     record(services, 3, prefix="backlog")
     services.delivery.windows.block(services.delivery.rate_scope, 600)  # as after repeated 429s
     with services.db.transaction() as conn:
-        conn.execute(sa.text("UPDATE signups SET created_at = created_at - 300, next_attempt_at = next_attempt_at"
-                             " - 300"))
+        conn.execute(
+            sa.text("UPDATE signups SET created_at = created_at - 300, next_attempt_at = next_attempt_at - 300")
+        )
     worker(env)
     health = app.test_client()
     wait_until(lambda: health.get("/healthz").json["worker_seen_seconds_ago"] is not None, 20, "no heartbeat")
@@ -253,6 +273,7 @@ def test_look_ups_take_their_slots_in_the_shared_limit(make_app, env, ck, worker
 
 # Kit's v4 API: one signup is several calls, each recorded as it is taken ----------------------------------------
 
+
 def posts(ck, fragment):
     return [r for r in ck.requests(path_contains=fragment) if r["method"] == "POST"]
 
@@ -261,8 +282,18 @@ def test_v4_a_lost_answer_on_the_form_call_is_looked_up_not_repeated(make_app, e
     env = fast_env(v4_env(env, ck))
     services = make_app(**env).extensions["optin"]
     record(services, 2, form="simple", prefix="v4lost")
-    ck.faults([{"status": 502, "body": "", "process": True, "times": 2, "method": "POST",
-                "path_contains": "/v4/forms/4243/subscribers"}])
+    ck.faults(
+        [
+            {
+                "status": 502,
+                "body": "",
+                "process": True,
+                "times": 2,
+                "method": "POST",
+                "path_contains": "/v4/forms/4243/subscribers",
+            }
+        ]
+    )
     worker(env)
     wait_all_finished(services)
     ck.wait_idle()
@@ -293,14 +324,19 @@ def test_v4_sends_the_page_the_form_was_on(make_app, env, ck):
     app = make_app(**fast_env(v4_env(env, ck)))
     client = app.test_client()
     token = extract_token(client.get("/f/simple").get_data(as_text=True))
-    answer = client.post("/f/simple", headers={"Accept": "application/json"}, data={
-        "token": token, "email": "ref@example.com", "referrer": "https://shop.example/launch?utm_source=news"})
+    answer = client.post(
+        "/f/simple",
+        headers={"Accept": "application/json"},
+        data={"token": token, "email": "ref@example.com", "referrer": "https://shop.example/launch?utm_source=news"},
+    )
     assert answer.json["ok"]
     services = app.extensions["optin"]
     Worker(services.delivery, lease_seconds=1).step()  # the inline attempt made the first call; this one adds
     [form_call] = posts(ck, "/v4/forms/4243/subscribers")
-    assert form_call["json"] == {"email_address": "ref@example.com",
-                                 "referrer": "https://shop.example/launch?utm_source=news"}
+    assert form_call["json"] == {
+        "email_address": "ref@example.com",
+        "referrer": "https://shop.example/launch?utm_source=news",
+    }
 
 
 def test_v4_a_tag_kit_does_not_have_is_skipped_and_said(make_app, env, ck, worker, caplog):

@@ -47,6 +47,7 @@ class Answer:
 def read_answer(sock: socket.socket, buffer: bytearray) -> Answer | None:
     """One HTTP/1.1 response from the socket (None if the server closed without one); `buffer` keeps bytes
     read past it, for the next answer on the same connection."""
+
     def fill() -> bool:
         try:
             data = sock.recv(65536)
@@ -74,8 +75,8 @@ def read_answer(sock: socket.socket, buffer: bytearray) -> Answer | None:
             while len(buffer) < len(size_line) + 2 + size + 2:
                 if not fill():
                     return None
-            body += bytes(buffer[len(size_line) + 2:len(size_line) + 2 + size])
-            del buffer[:len(size_line) + 2 + size + 2]
+            body += bytes(buffer[len(size_line) + 2 : len(size_line) + 2 + size])
+            del buffer[: len(size_line) + 2 + size + 2]
             if size == 0:
                 return Answer(status, headers, body)
     length = int(headers.get("content-length", "0"))
@@ -100,7 +101,7 @@ GET = b"GET /f/launch HTTP/1.1\r\nHost: forms.test\r\nAccept: text/html\r\n\r\n"
 
 
 def chunked(body: bytes, size: int = 100) -> bytes:
-    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
@@ -112,6 +113,7 @@ def post_head(path: str = "/f/launch", **headers: str) -> bytes:
 
 
 # Slow clients ------------------------------------------------------------------------------------------------
+
 
 def test_two_hundred_slow_clients_leave_the_form_answering_everyone_else(connect, web):
     slow = []
@@ -147,6 +149,7 @@ def test_a_request_that_never_completes_is_answered_408_and_closed(connect, guni
 
 # Early answers and framing ------------------------------------------------------------------------------------
 
+
 def test_a_declared_body_over_the_limit_is_413_with_connection_close(connect, web):
     sock = connect(web.url)
     sock.sendall(post_head(Content_Length=str(10 * MAX_BODY)) + b"email=a")
@@ -169,8 +172,10 @@ def test_a_chunked_body_over_the_limit_is_413_not_cut_and_accepted(connect, web,
 def test_a_chunked_body_within_the_limit_is_a_signup_like_any_other(connect, web, services_of):
     token = requests.get(f"{web.url}/f/simple", headers={"Accept": "application/json"}, timeout=WAIT).json()["token"]
     sock = connect(web.url)
-    sock.sendall(post_head("/f/simple", Transfer_Encoding="chunked")
-                 + chunked(f"token={token}&email=chunked%40example.com".encode(), size=7))
+    sock.sendall(
+        post_head("/f/simple", Transfer_Encoding="chunked")
+        + chunked(f"token={token}&email=chunked%40example.com".encode(), size=7)
+    )
     buffer = bytearray()
     answer = read_answer(sock, buffer)
     assert answer.status == 200 and not answer.closes, answer.body
@@ -179,15 +184,20 @@ def test_a_chunked_body_within_the_limit_is_a_signup_like_any_other(connect, web
     assert [s.email for s in services_of(web).signups.find()] == ["chunked@example.com"]
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    pytest.param(post_head(Transfer_Encoding="chunked") + b"zz\r\nemail\r\n0\r\n\r\n", 400, id="bad-chunk-size"),
-    pytest.param(post_head(Transfer_Encoding="chunked") + b"5\r\nemailXX0\r\n\r\n", 400, id="chunk-overruns"),
-    pytest.param(post_head(Content_Length="abc") + b"email=a", 400, id="content-length-not-a-number"),
-    pytest.param(post_head(Content_Length="5", Transfer_Encoding="chunked") + b"0\r\n\r\n", 400,
-                 id="both-framings"),
-    pytest.param(b"GET /f/launch HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431,
-                 id="oversized-header"),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        pytest.param(post_head(Transfer_Encoding="chunked") + b"zz\r\nemail\r\n0\r\n\r\n", 400, id="bad-chunk-size"),
+        pytest.param(post_head(Transfer_Encoding="chunked") + b"5\r\nemailXX0\r\n\r\n", 400, id="chunk-overruns"),
+        pytest.param(post_head(Content_Length="abc") + b"email=a", 400, id="content-length-not-a-number"),
+        pytest.param(
+            post_head(Content_Length="5", Transfer_Encoding="chunked") + b"0\r\n\r\n", 400, id="both-framings"
+        ),
+        pytest.param(
+            b"GET /f/launch HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431, id="oversized-header"
+        ),
+    ],
+)
 def test_bad_framing_is_a_4xx_that_closes_the_connection_without_a_traceback(connect, web, request_bytes, status):
     sock = connect(web.url)
     sock.sendall(request_bytes)
@@ -200,17 +210,27 @@ def test_bad_framing_is_a_4xx_that_closes_the_connection_without_a_traceback(con
     assert "Traceback" not in web.output()
 
 
-@pytest.mark.parametrize("request_bytes, status", [
-    pytest.param(post_head("/f/nope", Content_Length="11") + b"email=a%40b", 404, id="unknown-form"),
-    pytest.param(post_head("/healthz", Content_Length="11") + b"email=a%40b", 405, id="wrong-method"),
-    pytest.param(post_head("/f/launch", Content_Length="9", Content_Type="text/plain") + b"some text", 415,
-                 id="wrong-content-type"),
-    pytest.param(post_head("/f/launch", Content_Length="5", Content_Type="application/json") + b'{"a":', 400,
-                 id="bad-json"),
-    pytest.param(post_head("/f/launch", Content_Length="3000", Content_Type="application/json")
-                 + b"[" * 1500 + b"]" * 1500, 400, id="deep-json"),
-    pytest.param(post_head("/static/form.css", Content_Length="11") + b"email=a%40b", 405, id="static-405"),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        pytest.param(post_head("/f/nope", Content_Length="11") + b"email=a%40b", 404, id="unknown-form"),
+        pytest.param(post_head("/healthz", Content_Length="11") + b"email=a%40b", 405, id="wrong-method"),
+        pytest.param(
+            post_head("/f/launch", Content_Length="9", Content_Type="text/plain") + b"some text",
+            415,
+            id="wrong-content-type",
+        ),
+        pytest.param(
+            post_head("/f/launch", Content_Length="5", Content_Type="application/json") + b'{"a":', 400, id="bad-json"
+        ),
+        pytest.param(
+            post_head("/f/launch", Content_Length="3000", Content_Type="application/json") + b"[" * 1500 + b"]" * 1500,
+            400,
+            id="deep-json",
+        ),
+        pytest.param(post_head("/static/form.css", Content_Length="11") + b"email=a%40b", 405, id="static-405"),
+    ],
+)
 def test_an_early_answer_keeps_the_connection_serving(connect, web, request_bytes, status):
     sock = connect(web.url)
     sock.sendall(request_bytes)
@@ -236,6 +256,8 @@ def test_pipelined_requests_are_each_answered(connect, web):
 @pytest.fixture
 def services_of(make_app):
     """The services of an app on the same database as the server under test, to look at what it stored."""
+
     def services(_web):
         return make_app().extensions["optin"]
+
     return services
