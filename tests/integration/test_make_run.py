@@ -28,6 +28,7 @@ def test_make_run_serves_the_forms_and_a_signup_reaches_the_sandbox(processes, t
             return False
 
     wait_until(up, 60, f"make run did not come up:\n{dev.output()}")
+    assert f"Open {url}/" in dev.output()  # make run says where to look
     assert "launch" in requests.get(f"{url}/", timeout=5).text  # the index is on in development
     session = requests.Session()
     token = extract_token(session.get(f"{url}/f/launch", timeout=5).text)
