@@ -373,9 +373,9 @@ class Delivery:
                     )
                     return Outcome("delivered")
                 if finding.kind == "absent":
-                    return self._not_there(signup, owner, finding.why)
+                    return self._send_again(signup, owner, finding.why)
                 if finding.kind == "unknowable":
-                    return self._resend_blind(signup, owner, finding.why)
+                    return self._send_again(signup, owner, finding.why, blind=True)
                 return self._look_further(signup, owner, finding)
 
         return self._record(signup, record, Outcome("retry"))
@@ -396,33 +396,21 @@ class Delivery:
         )
         return Outcome("retry")
 
-    def _not_there(self, signup: Signup, owner: str, why: str) -> Outcome:
-        """ConvertKit does not have it: send again, at the signup's old place in the queue."""
+    def _send_again(self, signup: Signup, owner: str, why: str, *, blind: bool = False) -> Outcome:
+        """Back to the signup's old place in the queue, to be sent again: ConvertKit does not have it, or (`blind`)
+        cannot tell, and then a duplicate confirmation email is better than a lost signup, and it is counted."""
+        found = f"could not look up: {why}; sending again, possibly twice" if blind else f"looked up: {why}"
         self.signups.mark_retry(
             signup,
             owner,
             at=self.clock(),
             next_attempt_at=signup.created_at,
             counted=False,
-            error=f"{signup.last_error or 'unanswered'} (looked up: {why}; sending again)",
+            error=f"{signup.last_error or 'unanswered'} ({found})",
+            resent_blind=blind,
         )
-        log.info("signup %s: the unanswered attempt had not arrived (%s); sending again", signup.id, why)
-        return Outcome("retry")
-
-    def _resend_blind(self, signup: Signup, owner: str, why: str) -> Outcome:
-        """ConvertKit cannot tell: a duplicate confirmation email is better than a lost signup. Counted."""
-        self.signups.mark_retry(
-            signup,
-            owner,
-            at=self.clock(),
-            next_attempt_at=signup.created_at,
-            counted=False,
-            error=f"{signup.last_error or 'unanswered'} (could not look up: {why}; sending again, possibly twice)",
-            resent_blind=True,
-        )
-        log.warning(
-            "signup %s: could not tell whether the unanswered attempt arrived (%s); sending again", signup.id, why
-        )
+        level = logging.WARNING if blind else logging.INFO
+        log.log(level, "signup %s: sending again after an unanswered attempt (%s)", signup.id, found)
         return Outcome("retry")
 
     def _look_up_failed(
@@ -432,9 +420,9 @@ class Delivery:
             return self._rate_limited(signup, owner)
         if isinstance(error, convertkit.Unauthorized | convertkit.Forbidden):
             log.error("ConvertKit refused the look-up (%s): check CONVERTKIT_API_SECRET", error.status)
-            return self._resend_blind(signup, owner, f"ConvertKit refused the API secret ({error.status})")
+            return self._send_again(signup, owner, f"ConvertKit refused the API secret ({error.status})", blind=True)
         if self.clock() - unconfirmed_at >= self.settings.check_hours * 3600:
-            return self._resend_blind(signup, owner, f"look-ups failed for {self.settings.check_hours:g} h")
+            return self._send_again(signup, owner, f"look-ups failed for {self.settings.check_hours:g} h", blind=True)
         return self._transient(signup, owner, error)
 
     def _rejected(self, signup, owner, exc) -> Outcome:
