@@ -216,11 +216,11 @@ class Delivery:
             with self.signups.db.transaction():  # one commit for the slot's end and the signup's outcome
                 self.windows.finish(slot)
                 if error is None:
-                    return self._took(signup, owner, step, answer, last=last, blind=blind)
+                    return self._took(signup, owner, answer, last=last, blind=blind)
                 if step.tag and isinstance(error, convertkit.NotFound):
-                    return self._took(
-                        signup, owner, step, None, last=last, note=f"not tagged: ConvertKit has no {step.name} (404)"
-                    )
+                    note = f"not tagged: ConvertKit has no {step.name} (404)"
+                    log.error("signup %s: %s; check the form's tags (flask --app app check)", signup.id, note)
+                    return self._took(signup, owner, None, last=last, note=note)
                 return self._failed(signup, owner, error, blind=blind, checked=step.checked)
 
         return self._record(signup, record, answer_outcome(error, last=last))
@@ -292,17 +292,15 @@ class Delivery:
         self,
         signup: Signup,
         owner: str,
-        step: steps.Step,
         answer: dict | None,
         *,
         last: bool,
         blind: bool = False,
         note: str | None = None,
     ) -> Outcome:
-        """ConvertKit took this call: the signup is delivered after its last one, else the next is due at once."""
+        """ConvertKit took this call (or a look-up found it had): the signup is delivered after its last call, else
+        the next is due at once."""
         found = steps.subscriber_id(answer)
-        if note:
-            log.error("signup %s: %s; check the form's tags (flask --app app check)", signup.id, note)
         if self.windows.strikes(self.rate_scope):  # a success ends a run of 429s
             self.windows.clear_strikes(self.rate_scope)
         if not last:
@@ -355,23 +353,9 @@ class Delivery:
                     return self._look_up_failed(signup, owner, finding, unconfirmed_at=unconfirmed_at)
                 if finding.kind == "arrived":
                     log.info("signup %s had arrived at ConvertKit despite the lost answer", signup.id)
-                    if not last:
-                        self.signups.mark_step(
-                            signup,
-                            owner,
-                            at=self.clock(),
-                            subscriber_id=signup.subscriber_id,
-                            note="the unanswered call had arrived (looked up)",
-                        )
-                        return Outcome("partial")
-                    self.signups.mark_delivered(
-                        signup,
-                        owner,
-                        at=self.clock(),
-                        subscriber_id=signup.subscriber_id,
-                        note="the unanswered attempt had arrived (looked up)",
+                    return self._took(
+                        signup, owner, None, last=last, note="the unanswered call had arrived (looked up)"
                     )
-                    return Outcome("delivered")
                 if finding.kind == "absent":
                     return self._send_again(signup, owner, finding.why)
                 if finding.kind == "unknowable":
